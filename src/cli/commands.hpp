@@ -15,5 +15,9 @@ void add_formats_command(CLI::App& app, const GlobalOptions& g);
 void add_inspect_command(CLI::App& app, const GlobalOptions& g);
 void add_convert_command(CLI::App& app, const GlobalOptions& g);
 void add_quickstart_command(CLI::App& app, const GlobalOptions& g);
+void add_quantize_command(CLI::App& app, const GlobalOptions& g);
+void add_dequantize_command(CLI::App& app, const GlobalOptions& g);
+void add_transpose_command(CLI::App& app, const GlobalOptions& g);
+void add_transpose_study_command(CLI::App& app, const GlobalOptions& g);
 
 }  // namespace fp8flow::cli

@@ -24,6 +24,10 @@ int main(int argc, char** argv) {
   cli::add_inspect_command(app, g);
   cli::add_convert_command(app, g);
   cli::add_quickstart_command(app, g);
+  cli::add_quantize_command(app, g);
+  cli::add_dequantize_command(app, g);
+  cli::add_transpose_command(app, g);
+  cli::add_transpose_study_command(app, g);
 
   try {
     app.parse(argc, argv);
