@@ -21,11 +21,12 @@ TEST_CASE("e4m3 encoding follows OCP FP8", "[formats][e4m3]") {
     CHECK(encode(e4m3, std::nextafter(464.0, 1e9), kRneSatfinite) == 0x7E);
     CHECK(encode(e4m3, -1e9, kRneSatfinite) == 0xFE);
   }
-  SECTION("Inf saturates or becomes NaN; NaN loses its sign") {
+  SECTION("Inf saturates or becomes NaN keeping its sign (CUDA __NV_NOSAT); an input NaN loses its sign") {
     const double inf = std::numeric_limits<double>::infinity();
     CHECK(encode(e4m3, inf, kRneSatfinite) == 0x7E);
     CHECK(encode(e4m3, -inf, kRneSatfinite) == 0xFE);
-    CHECK(encode(e4m3, -inf, kRneNonsat) == 0x7F);
+    CHECK(encode(e4m3, -inf, kRneNonsat) == 0xFF);
+    CHECK(encode(e4m3, -500.0, kRneNonsat) == 0xFF);
     CHECK(encode(e4m3, -std::numeric_limits<double>::quiet_NaN(), kRneSatfinite) == 0x7F);
   }
   SECTION("subnormals and underflow") {

@@ -19,5 +19,12 @@ void add_quantize_command(CLI::App& app, const GlobalOptions& g);
 void add_dequantize_command(CLI::App& app, const GlobalOptions& g);
 void add_transpose_command(CLI::App& app, const GlobalOptions& g);
 void add_transpose_study_command(CLI::App& app, const GlobalOptions& g);
+void add_gemm_command(CLI::App& app, const GlobalOptions& g);
+void add_moe_command(CLI::App& app, const GlobalOptions& g);  // moe, dataflows
+void add_validate_command(CLI::App& app, const GlobalOptions& g);  // validate --gpu (cmd_validate.cpp)
+// run, check, ls, show, export (cmd_run.cpp)
+void add_experiment_commands(CLI::App& app, const GlobalOptions& g);
+// `fp8flow run EXPERIMENT -o OUT [--resume]` as a function (for `fp8flow quickstart`); MPI-aware like run.
+void run_experiment_file(const std::string& experiment, const std::string& out, bool resume, const GlobalOptions& g);
 
 }  // namespace fp8flow::cli

@@ -1,3 +1,4 @@
+#include "formats/cpu_features.hpp"
 #include "formats/batch.hpp"
 
 #include <fmt/format.h>
@@ -25,14 +26,6 @@ FP8FLOW_DECLARE_ISA(isa_avx2)
 
 namespace {
 
-bool cpu_has_avx2() {
-#if defined(__x86_64__) || defined(__i386__)
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-#else
-  return false;
-#endif
-}
 
 constexpr std::size_t kChunk = 1 << 16;  // elements per parallel task: large enough to amortise, L2-sized
 

@@ -1,0 +1,208 @@
+// fp8flow-gpu-bench: the SAT (paper_kernel, exact), naive and plain e4m3 transposes and the 1x128+128x1
+// quantize from bf16 at the paper's shapes (PAPER.md 6), timed with CUDA events (median of repeats, L2
+// flushed before each) and reported as time and % of the device-to-device copy bandwidth measured in the
+// same run (bytes read + bytes written). Usage: fp8flow-gpu-bench [--reps N] [--quick]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cuda/quantize_kernels.hpp"
+#include "cuda/sat_kernels.hpp"
+
+using namespace fp8flow::cuda;
+
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "CUDA error in %s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+template <class T>
+T* dalloc(std::size_t n) {
+  T* p = nullptr;
+  check(cudaMalloc(&p, std::max<std::size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+  return p;
+}
+
+__device__ std::uint32_t mix(std::uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  return std::uint32_t(x ^ (x >> 33));
+}
+// Random finite e4m3 codes (no NaN), power-of-two row scales 2^[-8, 7], bf16 values ~ N-ish(0, 1) * 2^[-4,4].
+__global__ void fill_codes(std::uint8_t* c, std::size_t n) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    std::uint8_t b = std::uint8_t(mix(i));
+    if ((b & 0x7F) == 0x7F) b ^= 1;
+    c[i] = b;
+  }
+}
+__global__ void fill_scales(float* s, std::size_t n) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
+    s[i] = __uint_as_float(std::uint32_t(127 - 8 + int(mix(i + 77) % 16)) << 23);
+}
+__global__ void fill_bf16(std::uint16_t* x, std::size_t n) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    const std::uint32_t h = mix(i + 12345);
+    const float v = (float(h & 0xFFFF) / 32768.0f - 1.0f) * __uint_as_float(std::uint32_t(127 - 4 + int((h >> 16) % 9)) << 23);
+    x[i] = std::uint16_t(__float_as_uint(v) >> 16);
+  }
+}
+
+struct Timer {
+  cudaEvent_t a, b;
+  void* flush;
+  std::size_t flush_bytes;
+  int reps;
+  Timer(int r) : reps(r) {
+    check(cudaEventCreate(&a), "event");
+    check(cudaEventCreate(&b), "event");
+    int l2 = 0;
+    check(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0), "attr");
+    flush_bytes = std::size_t(l2) * 4;
+    check(cudaMalloc(&flush, flush_bytes), "cudaMalloc flush");
+  }
+  // Median ms of fn() over reps, each after an L2 flush; fn returns its launch error.
+  double median_ms(const std::function<cudaError_t()>& fn) {
+    for (int w = 0; w < 3; ++w) check(fn(), "warm-up launch");
+    check(cudaDeviceSynchronize(), "warm-up");
+    std::vector<double> t;
+    for (int i = 0; i < reps; ++i) {
+      check(cudaMemsetAsync(flush, i & 0xFF, flush_bytes), "flush");
+      check(cudaEventRecord(a), "record");
+      check(fn(), "launch");
+      check(cudaEventRecord(b), "record");
+      check(cudaEventSynchronize(b), "sync");
+      float ms = 0;
+      check(cudaEventElapsedTime(&ms, a, b), "elapsed");
+      t.push_back(ms);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  }
+};
+
+// 8 unequal expert groups, multiples of 16 rows (the grouped GEMMs' alignment), summing to m.
+std::vector<std::size_t> eight_groups(std::size_t m) {
+  const double w[8] = {0.07, 0.19, 0.11, 0.16, 0.09, 0.14, 0.13, 0.11};
+  std::vector<std::size_t> g;
+  std::size_t used = 0;
+  for (int i = 0; i < 7; ++i) {
+    const std::size_t s = std::size_t(w[i] * double(m)) / 16 * 16;
+    g.push_back(s);
+    used += s;
+  }
+  g.push_back(m - used);
+  return g;
+}
+
+struct Row {
+  std::string kernel;
+  std::size_t m, k;
+  int groups;
+  double ms, bytes;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int reps = 20;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--quick")) quick = true;
+  }
+  int ndev = 0;
+  if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+    std::printf("SKIPPED: no CUDA device\n");
+    return 77;
+  }
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "props");
+  Timer timer(reps);
+
+  // Copy bandwidth: 1 GiB device-to-device, bytes read + written.
+  const std::size_t copy_bytes = std::size_t(1) << 30;
+  std::uint8_t* c0 = dalloc<std::uint8_t>(copy_bytes);
+  std::uint8_t* c1 = dalloc<std::uint8_t>(copy_bytes);
+  fill_codes<<<1024, 256>>>(c0, copy_bytes);
+  const double copy_ms = timer.median_ms([&] { return cudaMemcpyAsync(c1, c0, copy_bytes, cudaMemcpyDeviceToDevice); });
+  const double copy_gbs = 2.0 * double(copy_bytes) / (copy_ms * 1e-3) / 1e9;
+  check(cudaFree(c0), "free");
+  check(cudaFree(c1), "free");
+  std::printf("GPU: %s (%d SMs, L2 %d MB)\ncopy bandwidth (cudaMemcpy D2D, 1 GiB, read+write): %.0f GB/s\n\n",
+              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy_gbs);
+
+  std::vector<std::pair<std::size_t, std::size_t>> shapes = {{28672, 1280}, {24576, 2048}, {24576, 5120},
+                                                             {32768, 7168}, {32768, 8192}, {32768, 9216}};
+  if (quick) shapes = {{32768, 7168}};
+  std::vector<Row> rows;
+  for (const auto& [M, K] : shapes) {
+    const std::size_t n = M * K, scols = (K + 127) / 128;
+    std::uint8_t* codes = dalloc<std::uint8_t>(n);
+    std::uint8_t* out = dalloc<std::uint8_t>(n);
+    std::uint8_t* out2 = dalloc<std::uint8_t>(n);
+    float* si = dalloc<float>(M * scols);
+    std::uint16_t* x = dalloc<std::uint16_t>(n);
+    fill_codes<<<2048, 256>>>(codes, n);
+    fill_scales<<<256, 256>>>(si, M * scols);
+    fill_bf16<<<2048, 256>>>(x, n);
+    check(cudaGetLastError(), "fill");
+    for (int ng : {1, 8}) {
+      const std::vector<std::size_t> groups = ng == 1 ? std::vector<std::size_t>{} : eight_groups(M);
+      const std::vector<RowTile> tiles = make_row_tiles(M, groups);
+      RowTile* d_tiles = dalloc<RowTile>(tiles.size());
+      check(cudaMemcpy(d_tiles, tiles.data(), tiles.size() * sizeof(RowTile), cudaMemcpyHostToDevice), "tiles");
+      float* osi = dalloc<float>(tiles.size() * K);
+      float* rsi = dalloc<float>(M * scols);
+      const double sat_bytes = 2.0 * double(n) + 4.0 * double(M * scols) + 4.0 * double(tiles.size() * K);
+      for (const SatMode mode : {SatMode::paper_kernel, SatMode::exact}) {
+        const double ms = timer.median_ms(
+            [&] { return sat_transpose_e4m3_1x128(codes, si, M, K, d_tiles, tiles.size(), mode, out, osi); });
+        rows.push_back({mode == SatMode::exact ? "sat_e4m3_1x128_exact" : "sat_e4m3_1x128_paper_kernel", M, K, ng, ms,
+                        sat_bytes});
+      }
+      if (ng == 1) {
+        rows.push_back({"transpose_e4m3_plain", M, K, ng, timer.median_ms([&] {
+                          return sat_transpose_e4m3_1x128(codes, si, M, K, d_tiles, tiles.size(), SatMode::plain, out,
+                                                          osi);
+                        }),
+                        2.0 * double(n)});
+        rows.push_back({"transpose_naive_e4m3_1x128", M, K, ng, timer.median_ms([&] {
+                          return transpose_naive_e4m3_1x128(codes, si, M, K, d_tiles, tiles.size(), 0.0f, out, osi);
+                        }),
+                        sat_bytes});
+        rows.push_back({"quant_e4m3_1x128_128x1_te_pow2_bf16", M, K, ng, timer.median_ms([&] {
+                          return quant_e4m3_1x128_128x1_te(x, QuantInput::bf16, M, K, d_tiles, tiles.size(),
+                                                           TeQuantParams{true, 0.0f}, out, rsi, out2, osi);
+                        }),
+                        2.0 * double(n) + 2.0 * double(n) + 4.0 * double(M * scols) + 4.0 * double(tiles.size() * K)});
+      }
+      check(cudaFree(d_tiles), "free");
+      check(cudaFree(osi), "free");
+      check(cudaFree(rsi), "free");
+    }
+    for (void* p : {(void*)codes, (void*)out, (void*)out2, (void*)si, (void*)x}) check(cudaFree(p), "free");
+  }
+  std::printf("%-38s %-14s %6s %9s %9s %8s\n", "kernel", "(M, K)", "groups", "ms", "GB/s", "% copy");
+  for (const Row& r : rows) {
+    const double gbs = r.bytes / (r.ms * 1e-3) / 1e9;
+    char shape[48];
+    std::snprintf(shape, sizeof shape, "(%zu,%zu)", r.m, r.k);
+    std::printf("%-38s %-14s %6d %9.4f %9.0f %7.1f%%\n", r.kernel.c_str(), shape, r.groups, r.ms, gbs,
+                100.0 * gbs / copy_gbs);
+  }
+  return 0;
+}

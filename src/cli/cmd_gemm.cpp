@@ -1,0 +1,87 @@
+// fp8flow gemm A.npy B.npy OUT.npy: FP8 GEMM emulation, OUT = A . B^T in float32.
+#include <fmt/format.h>
+
+#include "cli/commands.hpp"
+#include "formats/convert.hpp"
+#include "io/errors.hpp"
+#include "io/npy.hpp"
+#include "reference/gemm.hpp"
+
+namespace fp8flow::cli {
+namespace {
+
+struct GemmArgs {
+  std::string a, b, out, format = "e4m3", format_b, accum = "fp32_seq", scale_a, scale_b;
+  std::string gran_a = "tensor", gran_b = "tensor";
+  AccumParams params;
+};
+
+struct LoadedOperand {
+  io::NpyArray codes, scales;
+  GemmOperand op;
+};
+
+LoadedOperand load_operand(const std::string& file, const std::string& scale_file, const std::string& gran,
+                           const FormatSpec& fmt, const char* name) {
+  LoadedOperand l;
+  l.codes = io::read_npy(file);
+  if (l.codes.dtype != io::DType::u8 || l.codes.shape.size() != 2)
+    throw InputError(fmt::format("{}: operand {} must be a 2-D uint8 array of {} codes, got {} {}", file, name,
+                                 fmt.name, io::to_string(l.codes.dtype), l.codes.shape_string()));
+  l.op.codes = l.codes.view<std::uint8_t>();
+  l.op.rows = l.codes.shape[0];
+  l.op.k = l.codes.shape[1];
+  l.op.format = &fmt;
+  l.op.gran = parse_granularity(gran);
+  if (scale_file.empty()) {
+    if (l.op.gran != kTensor)
+      throw InputError(fmt::format("--granularity-{} {} needs --scale-{} S.npy", name, gran, name));
+    l.scales = io::make_npy<float>({1}, std::vector<float>{1.0f});
+  } else {
+    l.scales = io::read_npy(scale_file);
+    if (l.scales.dtype != io::DType::f32)
+      throw InputError(fmt::format("{}: scales must be float32 scale_inv values, got {}", scale_file,
+                                   io::to_string(l.scales.dtype)));
+  }
+  l.op.scale_inv = l.scales.view<float>();
+  return l;
+}
+
+}  // namespace
+
+void add_gemm_command(CLI::App& app, const GlobalOptions& g) {
+  auto args = std::make_shared<GemmArgs>();
+  auto* cmd = app.add_subcommand("gemm", "FP8 GEMM emulation: OUT[M,N] = A[M,K] . B[N,K]^T (float32), "
+                                         "codes and scales in, with a chosen accumulation model");
+  cmd->add_option("A", args->a, "A codes, uint8 [M, K]")->required();
+  cmd->add_option("B", args->b, "B codes, uint8 [N, K] (K-major, i.e. B^T as Hopper's TN GEMMs take it)")->required();
+  cmd->add_option("OUT", args->out, "output .npy, float32 [M, N]")->required();
+  cmd->add_option("--format", args->format, "format of A's codes (and B's unless --format-b)")->capture_default_str();
+  cmd->add_option("--format-b", args->format_b, "format of B's codes (default: --format)");
+  cmd->add_option("--accum", args->accum, std::string("accumulation model: ") + std::string(kAccumModelNames))
+      ->capture_default_str();
+  cmd->add_option("--scale-a", args->scale_a, "A's scale_inv, float32, COMPACT tile grid");
+  cmd->add_option("--scale-b", args->scale_b, "B's scale_inv, float32, COMPACT tile grid");
+  cmd->add_option("--granularity-a", args->gran_a, "A's scale tiles: tensor, 1x128, 128x128, ...")->capture_default_str();
+  cmd->add_option("--granularity-b", args->gran_b, "B's scale tiles")->capture_default_str();
+  cmd->add_option("--promote-interval", args->params.promote_interval, "N_C: products per promotion to fp32")
+      ->capture_default_str();
+  cmd->add_option("--acc-bits", args->params.acc_fraction_bits, "fraction bits of the limited accumulator")
+      ->capture_default_str();
+  cmd->add_option("--group", args->params.group, "hopper_fast: products per aligned group")->capture_default_str();
+  cmd->add_flag("--fast-accum", args->params.fast_accum, "hopper_fast: never promote (cuBLASLt fast accumulation)");
+  cmd->callback([args, &g] {
+    const FormatSpec& fa = find_format(args->format);
+    const FormatSpec& fb = args->format_b.empty() ? fa : find_format(args->format_b);
+    const AccumModel m = parse_accum_model(args->accum);
+    const auto a = load_operand(args->a, args->scale_a, args->gran_a, fa, "a");
+    const auto b = load_operand(args->b, args->scale_b, args->gran_b, fb, "b");
+    const auto out = gemm(a.op, b.op, m, args->params, g.threads);
+    io::write_npy(args->out, io::make_npy<float>({a.op.rows, b.op.rows}, out));
+    if (!g.quiet)
+      fmt::print("gemm [{} x {}] . [{} x {}]^T, accum {}: wrote {}\n", a.op.rows, a.op.k, b.op.rows, b.op.k,
+                 to_string(m), args->out);
+  });
+}
+
+}  // namespace fp8flow::cli

@@ -1,0 +1,54 @@
+// fp8flow transpose IN_PREFIX OUT_PREFIX --method naive|paper_kernel|exact [--groups g1,g2,...]
+#include <fmt/format.h>
+
+#include "cli/commands.hpp"
+#include "io/errors.hpp"
+#include "quant/quant_io.hpp"
+#include "quant/transpose.hpp"
+
+namespace fp8flow::cli {
+
+namespace {
+struct TransposeArgs {
+  std::string in, out, method, groups, rounding = "rne";
+};
+}  // namespace
+
+void add_transpose_command(CLI::App& app, const GlobalOptions& g) {
+  auto a = std::make_shared<TransposeArgs>();
+  auto* cmd = app.add_subcommand("transpose", "Column copy (Nx1, stored transposed) of a rowwise 1xN pow2 tensor");
+  cmd->add_option("IN_PREFIX", a->in, "Rowwise quantized tensor (from quantize)")->required();
+  cmd->add_option("OUT_PREFIX", a->out, "Writes OUT_PREFIX.codes.npy [cols, rows], .scale_inv.npy, .meta.json")
+      ->required();
+  cmd->add_option("--method", a->method, "naive, paper_kernel or exact")->required();
+  cmd->add_option("--groups", a->groups, "Expert group sizes along rows, e.g. 300,212 (default: one group)");
+  cmd->add_option("--round", a->rounding, "exact: rounding of the shifted values (rne, rz, ru, rd, rna)");
+  cmd->callback([a, &g] {
+    const TransposeMethod m = parse_transpose_method(a->method);
+    if (m == TransposeMethod::direct)
+      throw InputError("--method direct: needs the high-precision tensor; use `fp8flow quantize IN.npy OUT "
+                       "--granularity 128x1` or `fp8flow transpose-study`");
+    Rounding rounding;
+    try {
+      rounding = parse_rounding(a->rounding);
+    } catch (const std::invalid_argument& e) {
+      throw InputError(fmt::format("--round: {}", e.what()));
+    }
+    const QuantizedTensor in = load_quantized(a->in);
+    check_sat_input(in, a->in);
+    const std::vector<std::size_t> groups = a->groups.empty() ? std::vector<std::size_t>{}
+                                                              : parse_size_list(a->groups, "--groups");
+    check_row_groups(groups, in.rows);
+    QuantizedTensor out = m == TransposeMethod::naive          ? transpose_naive(in, groups)
+                          : m == TransposeMethod::paper_kernel ? transpose_paper_kernel(in, groups, g.threads)
+                                                               : transpose_exact(in, groups, rounding, g.threads);
+    out.params.scale_format = ScaleFormat::fp32;  // an all-padding tile has scale 0.0, not storable as ue8m0
+    save_quantized(a->out, out);
+    if (!g.quiet)
+      fmt::print("{} [{}, {}] --{}--> {}: codes [{}, {}], column scale_inv [{}, {}]{}\n", a->in, in.rows, in.cols,
+                 to_string(m), a->out, out.cols, out.rows, out.scale_rows, out.scale_cols,
+                 groups.empty() ? "" : fmt::format(", {} groups", groups.size()));
+  });
+}
+
+}  // namespace fp8flow::cli

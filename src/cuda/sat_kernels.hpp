@@ -1,0 +1,34 @@
+// Scaling-aware transpose (SAT, PAPER.md 3.5) of a rowwise 1x128 power-of-two-scaled e4m3 tensor on sm_90,
+// whole or split into expert groups along M. Same names and semantics as src/quant/transpose.hpp:
+//   sat_e4m3_1x128_paper_kernel  e' = max(e - k, 0), mantissa kept, input exponent field 0 -> 0x00
+//   sat_e4m3_1x128_exact         cvt_sat(value(q) * 2^-k): RNE onto the subnormal grid, NaN kept
+//   transpose_e4m3_plain         the codes only, no scale work (a yardstick for the benchmarks)
+// Per 128-row tile of a group and 128-column block: T = max_r si[r, cb], k = E(T) - E(si[r]).
+// Layouts: in codes [M, K] row-major, si COMPACT [M, ceil(K/128)]; out codes [K, M] (transposed),
+// column scale_inv [sum_g ceil(m_g/128), K]. One thread block per tile; see docs/gpu.md.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace fp8flow::cuda {
+
+enum class SatMode : int { plain, paper_kernel, exact };
+inline constexpr int kSatTile = 128;  // rows of a column scale, columns of a row scale
+
+// One 128-row tile of an expert group (tiles restart at each group boundary).
+struct RowTile {
+  std::uint32_t row_begin, row_count;
+};
+// The tiles of `rows` rows split into `groups` (sizes summing to rows; empty = one group).
+std::vector<RowTile> make_row_tiles(std::size_t rows, const std::vector<std::size_t>& groups);
+
+// d_tiles: make_row_tiles(...) copied to the device; out scale row of tile i is i. d_si / d_out_si unused
+// (may be null) for SatMode::plain. Asynchronous on `s`; returns the launch error.
+cudaError_t sat_transpose_e4m3_1x128(const std::uint8_t* d_codes, const float* d_si, std::size_t rows,
+                                     std::size_t cols, const RowTile* d_tiles, std::size_t n_tiles, SatMode mode,
+                                     std::uint8_t* d_out_codes, float* d_out_si, cudaStream_t s = 0);
+
+}  // namespace fp8flow::cuda

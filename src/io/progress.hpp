@@ -1,0 +1,30 @@
+// A one-line progress bar with ETA for long sweeps: "[#######.......]  12/40 runs  0:41 elapsed  ETA 1:35".
+// Drawn on stdout only when it is a terminal and not --quiet; otherwise silent (logs stay clean).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+
+namespace fp8flow::io {
+
+class Progress {
+ public:
+  // `skipped` runs (already complete) count as done but not toward the ETA's rate.
+  Progress(std::size_t total, std::size_t skipped, bool quiet);
+  ~Progress();  // ends the line if one was drawn
+  void update(std::size_t done_now);  // runs finished in this process so far
+  void finish();
+  bool enabled() const { return enabled_; }
+  // The text of the bar (without '\r'), for tests.
+  static std::string render(std::size_t done, std::size_t total, double elapsed_s, double eta_s, int width);
+
+ private:
+  std::size_t total_, skipped_;
+  bool enabled_, drawn_ = false;
+  std::chrono::steady_clock::time_point start_, last_draw_{};
+};
+
+std::string format_duration(double seconds);  // 75 -> "1:15", 3700 -> "1:01:40"
+
+}  // namespace fp8flow::io

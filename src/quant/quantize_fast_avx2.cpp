@@ -1,0 +1,3 @@
+// AVX2 build of the fast quantization loops (compiled with -O3 -mavx2; called only when the CPU has AVX2).
+#define FP8FLOW_ISA isa_avx2
+#include "quant/quantize_fast_kernels.inc"

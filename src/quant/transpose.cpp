@@ -1,0 +1,420 @@
+// Scaling-aware transposes (PAPER.md 3.5) and the double-quantizing naive path.
+#include "formats/cpu_features.hpp"
+#include "quant/transpose.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "formats/convert.hpp"
+#include "io/errors.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fp8flow {
+
+std::string_view to_string(TransposeMethod m) {
+  switch (m) {
+    case TransposeMethod::naive: return "naive";
+    case TransposeMethod::paper_kernel: return "paper_kernel";
+    case TransposeMethod::exact: return "exact";
+    case TransposeMethod::direct: return "direct";
+  }
+  return "?";
+}
+
+TransposeMethod parse_transpose_method(std::string_view s) {
+  for (auto m : {TransposeMethod::naive, TransposeMethod::paper_kernel, TransposeMethod::exact, TransposeMethod::direct})
+    if (to_string(m) == s) return m;
+  throw InputError(fmt::format("transpose method '{}': expected one of {}", s, kTransposeMethodNames));
+}
+
+namespace {
+bool is_pow2_or_zero(float v) {
+  if (v == 0.0f) return true;
+  int e = 0;
+  return std::isfinite(v) && v > 0.0f && std::frexp(v, &e) == 0.5f;
+}
+int exponent_field(float v) { return int((std::bit_cast<std::uint32_t>(v) >> 23) & 0xFFu) - 127; }
+}  // namespace
+
+void check_sat_input(const QuantizedTensor& q, std::string_view what) {
+  check_tensor(q, what);
+  if (q.recipe.tile.rows != 1 || q.recipe.tile.cols < 2)
+    throw InputError(fmt::format("{}: granularity {}: the transposes need a rowwise 1xN input (e.g. 1x128)", what,
+                                 to_string(q.recipe.tile)));
+  if (q.codes_transposed)
+    throw InputError(fmt::format("{}: the input is already a column copy (codes stored transposed)", what));
+  if (q.rows == 0 || q.cols == 0) throw InputError(fmt::format("{}: empty tensor [{}, {}]", what, q.rows, q.cols));
+  for (std::size_t i = 0; i < q.scale_inv.size(); ++i)
+    if (!is_pow2_or_zero(q.scale_inv[i]))
+      throw InputError(fmt::format("{}: scale_inv[{}, {}] = {:.9g} is not a power of two (or 0): the scaling-aware "
+                                   "transpose needs power-of-two scales (te_pow2, deepgemm_ue8m0, paper_swiglu, mx_*)",
+                                   what, i / q.scale_cols, i % q.scale_cols, q.scale_inv[i]));
+}
+
+int sat_shift_fields(float tile_scale_inv, float row_scale_inv) {
+  return exponent_field(tile_scale_inv) - exponent_field(row_scale_inv);
+}
+
+std::uint8_t sat_paper_kernel_code(const FormatSpec& f, std::uint8_t code, int k) {
+  const int M = f.man;
+  const std::uint32_t emask = (1u << f.exp) - 1u, mmask = (1u << M) - 1u;
+  const std::uint32_t s = code & sign_bit(f);
+  const int e = int((code >> M) & emask);
+  const std::uint32_t m = code & mmask;
+  int e2 = e - k;
+  if (e2 < 1) e2 = 0;  // the kernel's clamp: keeps m under exponent field 0 (not a rounded subnormal)
+  std::uint32_t out = s | (std::uint32_t(e2) << M) | m;
+  if (e == 0) out = 0x00;  // input subnormals and +-0 become +0, even for k = 0
+  return std::uint8_t(out);
+}
+
+std::uint8_t sat_exact_code(const FormatSpec& f, std::uint8_t code, float row_scale_inv, float tile_scale_inv,
+                            Rounding rounding) {
+  const double v = decode(f, code);
+  // si / T = 2^-k is exact in double, and so is v * 2^-k: one rounding, in the encoder.
+  const double x = row_scale_inv == 0.0f ? v * 0.0 : v * (double(row_scale_inv) / double(tile_scale_inv));
+  return std::uint8_t(encode(f, x, CastPolicy{rounding, Overflow::satfinite}));
+}
+
+namespace {
+
+QuantizedTensor sat_output(const QuantizedTensor& in, const std::vector<std::size_t>& groups, std::string origin) {
+  QuantizedTensor out;
+  out.rows = in.rows;
+  out.cols = in.cols;
+  out.recipe = {Granularity{in.recipe.tile.cols, 1}, in.recipe.payload, in.recipe.scale};
+  out.params = in.params;
+  out.row_groups = groups;
+  out.codes_transposed = true;
+  out.origin = std::move(origin);
+  const TileGrid g = out.grid();
+  out.scale_rows = g.row_tiles.size();
+  out.scale_cols = in.cols;
+  out.scale_inv.assign(out.scale_rows * out.scale_cols, 0.0f);
+  out.codes.assign(in.rows * in.cols, 0);
+  return out;
+}
+
+float tile_max_scale(const QuantizedTensor& in, Range rows, std::size_t cb) {
+  float t = 0.0f;
+  for (std::size_t r = rows.begin; r < rows.end; ++r) t = std::max(t, in.scale_inv[r * in.scale_cols + cb]);
+  return t;
+}
+
+void check_rounding(Rounding r) {
+  if (r == Rounding::stochastic)
+    throw InputError("transpose exact: rounding 'stochastic' is not supported; expected rne, rz, ru, rd or rna");
+}
+
+}  // namespace
+
+namespace golden {
+QuantizedTensor transpose_sat(const QuantizedTensor& in, const std::vector<std::size_t>& groups, TransposeMethod m,
+                              Rounding rounding) {
+  check_sat_input(in, "transpose");
+  check_rounding(rounding);
+  if (m != TransposeMethod::paper_kernel && m != TransposeMethod::exact)
+    throw std::invalid_argument("golden::transpose_sat: paper_kernel or exact");
+  QuantizedTensor out = sat_output(in, groups, fmt::format("transpose:{}", to_string(m)));
+  const std::size_t N = std::size_t(in.recipe.tile.cols), R = in.rows, C = in.cols;
+  const TileGrid g = out.grid();
+  for (std::size_t ti = 0; ti < g.row_tiles.size(); ++ti) {
+    const Range rt = g.row_tiles[ti];
+    for (std::size_t cb = 0; cb < in.scale_cols; ++cb) {
+      const std::size_t c0 = cb * N, c1 = std::min(C, c0 + N);
+      const float T = tile_max_scale(in, rt, cb);
+      for (std::size_t c = c0; c < c1; ++c) out.scale_inv[ti * C + c] = T;
+      for (std::size_t r = rt.begin; r < rt.end; ++r) {
+        const float si = in.scale_inv[r * in.scale_cols + cb];
+        for (std::size_t c = c0; c < c1; ++c) {
+          const std::uint8_t q = in.codes[r * C + c];
+          out.codes[c * R + r] = m == TransposeMethod::paper_kernel
+                                     ? sat_paper_kernel_code(*in.recipe.payload, q, sat_shift_fields(T, si))
+                                     : sat_exact_code(*in.recipe.payload, q, si, T, rounding);
+        }
+      }
+    }
+  }
+  return out;
+}
+}  // namespace golden
+
+// ---- Fast path: one 256-entry table per shift k, a tile buffer, and OpenMP over row tiles ----------
+#define FP8FLOW_DECLARE_ISA(NS)                                                                             \
+  namespace NS {                                                                                            \
+  void sat_tile_lut(const std::uint8_t*, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,   \
+                    const std::uint8_t* const*, std::uint8_t*, std::uint8_t*, std::size_t);                 \
+  }
+FP8FLOW_DECLARE_ISA(isa_generic)
+FP8FLOW_DECLARE_ISA(isa_avx2)
+#undef FP8FLOW_DECLARE_ISA
+
+namespace {
+
+
+// Every shift at or beyond kMaxShift gives the same result as kMaxShift: paper_kernel's e - k < 1 for all
+// e <= 31, and exact's value(q) * 2^-k lies below half the smallest subnormal of every 8-bit format.
+constexpr int kMaxShift = 40;
+constexpr int kZeroRow = kMaxShift + 1;  // exact: a row with scale_inv 0 (value * 0)
+
+struct ShiftTables {
+  std::vector<std::array<std::uint8_t, 256>> t;
+  ShiftTables(const FormatSpec& f, TransposeMethod m, Rounding rounding) : t(kZeroRow + 1) {
+    for (int k = 0; k <= kMaxShift; ++k)
+      for (unsigned c = 0; c < 256; ++c)
+        t[k][c] = m == TransposeMethod::paper_kernel
+                      ? sat_paper_kernel_code(f, std::uint8_t(c), k)
+                      : sat_exact_code(f, std::uint8_t(c), std::ldexp(1.0f, -k), 1.0f, rounding);
+    for (unsigned c = 0; c < 256; ++c)
+      t[kZeroRow][c] = m == TransposeMethod::paper_kernel ? t[kMaxShift][c]
+                                                           : sat_exact_code(f, std::uint8_t(c), 0.0f, 1.0f, rounding);
+  }
+};
+
+int row_table(TransposeMethod m, float T, float si) {
+  int k;
+  if (m == TransposeMethod::paper_kernel) {
+    k = sat_shift_fields(T, si);
+  } else {
+    if (si == 0.0f) return kZeroRow;
+    k = std::ilogb(T) - std::ilogb(si);
+  }
+  return std::clamp(k, 0, kMaxShift);
+}
+
+void transpose_sat_fast(const QuantizedTensor& in, const std::vector<std::size_t>& groups, TransposeMethod m,
+                        Rounding rounding, int threads, QuantizedTensor& out) {
+  check_sat_input(in, "transpose");
+  check_rounding(rounding);
+  if (m != TransposeMethod::paper_kernel && m != TransposeMethod::exact)
+    throw std::invalid_argument("transpose_sat_into: paper_kernel or exact");
+  // Reuse out's buffers: every code and scale is written below, so no clearing is needed.
+  std::vector<std::uint8_t> codes = std::move(out.codes);
+  std::vector<float> scales = std::move(out.scale_inv);
+  out = QuantizedTensor{};
+  out.rows = in.rows;
+  out.cols = in.cols;
+  out.recipe = {Granularity{in.recipe.tile.cols, 1}, in.recipe.payload, in.recipe.scale};
+  out.params = in.params;
+  out.row_groups = groups;
+  out.codes_transposed = true;
+  out.origin = fmt::format("transpose:{}", to_string(m));
+  const TileGrid g = out.grid();
+  out.scale_rows = g.row_tiles.size();
+  out.scale_cols = in.cols;
+  codes.resize(in.rows * in.cols);
+  scales.resize(out.scale_rows * out.scale_cols);
+  out.codes = std::move(codes);
+  out.scale_inv = std::move(scales);
+
+  const ShiftTables tables(*in.recipe.payload, m, rounding);
+  const std::size_t N = std::size_t(in.recipe.tile.cols), R = in.rows, C = in.cols;
+  const auto ntiles = static_cast<long long>(g.row_tiles.size());
+  const std::uint8_t* __restrict src = in.codes.data();
+  std::uint8_t* __restrict dst = out.codes.data();
+  float* __restrict tscale = out.scale_inv.data();
+  const auto body = [&](long long ti) {
+    const Range rt = g.row_tiles[std::size_t(ti)];
+    const std::size_t h = rt.size();
+    std::vector<const std::uint8_t*> lut(h);
+    std::vector<std::uint8_t> buf(N * h);
+    for (std::size_t cb = 0; cb < in.scale_cols; ++cb) {
+      const std::size_t c0 = cb * N, w = std::min(C, c0 + N) - c0;
+      const float T = tile_max_scale(in, rt, cb);
+      for (std::size_t c = 0; c < w; ++c) tscale[std::size_t(ti) * C + c0 + c] = T;
+      for (std::size_t r = 0; r < h; ++r)
+        lut[r] = tables.t[row_table(m, T, in.scale_inv[(rt.begin + r) * in.scale_cols + cb])].data();
+      if (cpu_has_avx2()) isa_avx2::sat_tile_lut(src, C, rt.begin, h, c0, w, lut.data(), buf.data(), dst, R);
+      else isa_generic::sat_tile_lut(src, C, rt.begin, h, c0, w, lut.data(), buf.data(), dst, R);
+    }
+  };
+  if (threads == 1 || R * C < (std::size_t(1) << 18)) {
+    for (long long ti = 0; ti < ntiles; ++ti) body(ti);
+    return;
+  }
+#ifdef _OPENMP
+  const int t = threads > 0 ? threads : omp_get_max_threads();
+#pragma omp parallel for schedule(static) num_threads(t)
+#endif
+  for (long long ti = 0; ti < ntiles; ++ti) body(ti);
+}
+
+}  // namespace
+
+void transpose_sat_into(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups, TransposeMethod m,
+                        Rounding rounding, int threads, QuantizedTensor& out) {
+  transpose_sat_fast(rowwise, groups, m, rounding, threads, out);
+}
+
+QuantizedTensor transpose_paper_kernel(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups,
+                                       int threads) {
+  QuantizedTensor out;
+  transpose_sat_fast(rowwise, groups, TransposeMethod::paper_kernel, Rounding::rne, threads, out);
+  return out;
+}
+
+QuantizedTensor transpose_exact(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups,
+                                Rounding rounding, int threads) {
+  QuantizedTensor out;
+  transpose_sat_fast(rowwise, groups, TransposeMethod::exact, rounding, threads, out);
+  return out;
+}
+
+QuantizedTensor transpose_naive(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups) {
+  check_sat_input(rowwise, "transpose");
+  const std::vector<float> dq = dequantize(rowwise);  // fp32, as the artifact's double_quant path
+  QuantParams p = rowwise.params;
+  p.overflow = Overflow::satfinite;
+  p.scale_format = ScaleFormat::fp32;
+  const QuantRecipe r{Granularity{rowwise.recipe.tile.cols, 1}, rowwise.recipe.payload, ScaleRule::te_pow2};
+  QuantizedTensor out = with_codes_transposed(golden::quantize(dq, rowwise.rows, rowwise.cols, r, p, groups), true);
+  out.origin = "transpose:naive";
+  return out;
+}
+
+QuantizedTensor transpose_direct(std::span<const float> x, std::size_t rows, std::size_t cols, int n,
+                                 const FormatSpec& payload, const QuantParams& params,
+                                 const std::vector<std::size_t>& groups) {
+  QuantParams p = params;
+  p.overflow = Overflow::satfinite;
+  p.scale_format = ScaleFormat::fp32;
+  const QuantRecipe r{Granularity{n, 1}, &payload, ScaleRule::te_pow2};
+  QuantizedTensor out = with_codes_transposed(golden::quantize(x, rows, cols, r, p, groups), true);
+  out.origin = "transpose:direct";
+  return out;
+}
+
+// ---- paper_kernel vs exact ------------------------------------------------------------------------
+SatDiffReport compare_paper_exact(const QuantizedTensor& in, const QuantizedTensor& paper, const QuantizedTensor& exact) {
+  check_sat_input(in, "compare");
+  if (paper.codes.size() != in.codes.size() || exact.codes.size() != in.codes.size() ||
+      paper.scale_inv != exact.scale_inv || !paper.codes_transposed || !exact.codes_transposed)
+    throw std::invalid_argument("compare_paper_exact: outputs of the same input expected");
+  const FormatSpec& f = *in.recipe.payload;
+  const std::size_t N = std::size_t(in.recipe.tile.cols), R = in.rows, C = in.cols;
+  const TileGrid g = paper.grid();
+  // Which group each row tile belongs to.
+  std::vector<std::size_t> tile_group(g.row_tiles.size(), 0);
+  {
+    std::size_t grp = 0, end = paper.row_groups.empty() ? R : paper.row_groups[0];
+    for (std::size_t ti = 0; ti < g.row_tiles.size(); ++ti) {
+      while (g.row_tiles[ti].begin >= end) end += paper.row_groups[++grp];
+      tile_group[ti] = grp;
+    }
+  }
+  SatDiffReport rep;
+  rep.elements = R * C;
+  const std::uint32_t emask = (1u << f.exp) - 1u;
+  for (std::size_t ti = 0; ti < g.row_tiles.size(); ++ti) {
+    const Range rt = g.row_tiles[ti];
+    for (std::size_t cb = 0; cb < in.scale_cols; ++cb) {
+      const std::size_t c0 = cb * N, c1 = std::min(C, c0 + N);
+      ++rep.tiles;
+      SatTileDiff d;
+      d.row_tile = ti;
+      d.col_block = cb;
+      d.group = tile_group[ti];
+      d.rows = rt;
+      d.cols = {c0, c1};
+      std::set<int> ks;
+      std::set<std::size_t> rows, cols;
+      const float T = paper.scale_inv[ti * C + c0];
+      for (std::size_t r = rt.begin; r < rt.end; ++r) {
+        const float si = in.scale_inv[r * in.scale_cols + cb];
+        const int k = sat_shift_fields(T, si);
+        for (std::size_t c = c0; c < c1; ++c) {
+          const std::uint8_t a = paper.codes[c * R + r], b = exact.codes[c * R + r];
+          if (a == b) continue;
+          ++d.count;
+          const std::uint8_t q = in.codes[r * C + c];
+          const int e = int((q >> f.man) & emask);
+          if (e == 0) ++d.input_subnormal_or_zero;
+          else if (is_nan_code(f, q) && k > 0) ++d.nan_made_finite;
+          else if (e - k < 1) ++d.below_normal;
+          else ++d.other;
+          ks.insert(k);
+          rows.insert(r);
+          cols.insert(c);
+          const double diff = std::fabs(decode(f, a) - decode(f, b)) * double(T);
+          if (diff > d.max_abs_diff) d.max_abs_diff = diff;
+        }
+      }
+      if (d.count == 0) continue;
+      d.k_values.assign(ks.begin(), ks.end());
+      for (auto it = rows.begin(); it != rows.end() && d.diff_rows.size() < 16; ++it) d.diff_rows.push_back(*it);
+      for (auto it = cols.begin(); it != cols.end() && d.diff_cols.size() < 16; ++it) d.diff_cols.push_back(*it);
+      ++rep.tiles_differing;
+      rep.elements_differing += d.count;
+      rep.below_normal += d.below_normal;
+      rep.input_subnormal_or_zero += d.input_subnormal_or_zero;
+      rep.nan_made_finite += d.nan_made_finite;
+      rep.other += d.other;
+      rep.tiles_with_diffs.push_back(std::move(d));
+    }
+  }
+  return rep;
+}
+
+nlohmann::json to_json(const SatDiffReport& r, std::size_t max_tiles) {
+  nlohmann::json tiles = nlohmann::json::array();
+  for (std::size_t i = 0; i < r.tiles_with_diffs.size() && i < max_tiles; ++i) {
+    const SatTileDiff& d = r.tiles_with_diffs[i];
+    tiles.push_back({{"row_tile", d.row_tile},
+                     {"col_block", d.col_block},
+                     {"group", d.group},
+                     {"rows", {d.rows.begin, d.rows.end}},
+                     {"cols", {d.cols.begin, d.cols.end}},
+                     {"count", d.count},
+                     {"below_normal", d.below_normal},
+                     {"input_subnormal_or_zero", d.input_subnormal_or_zero},
+                     {"nan_made_finite", d.nan_made_finite},
+                     {"other", d.other},
+                     {"k_values", d.k_values},
+                     {"diff_rows_first16", d.diff_rows},
+                     {"diff_cols_first16", d.diff_cols},
+                     {"max_abs_diff", d.max_abs_diff}});
+  }
+  return {{"tiles", r.tiles},
+          {"tiles_differing", r.tiles_differing},
+          {"elements", r.elements},
+          {"elements_differing", r.elements_differing},
+          {"below_normal", r.below_normal},
+          {"input_subnormal_or_zero", r.input_subnormal_or_zero},
+          {"nan_made_finite", r.nan_made_finite},
+          {"other", r.other},
+          {"tiles_listed", tiles.size()},
+          {"per_tile", tiles}};
+}
+
+std::string to_text(const SatDiffReport& r, std::size_t max_tiles) {
+  std::string s = fmt::format(
+      "paper_kernel vs exact: {} of {} codes differ ({:.4g}%) in {} of {} tiles\n"
+      "  causes: below normal range (e-k<1, mantissa kept) {}, input subnormal/-0 -> 0x00 {}, NaN made finite {}, "
+      "other {}\n",
+      r.elements_differing, r.elements, r.elements ? 100.0 * double(r.elements_differing) / double(r.elements) : 0.0,
+      r.tiles_differing, r.tiles, r.below_normal, r.input_subnormal_or_zero, r.nan_made_finite, r.other);
+  for (std::size_t i = 0; i < r.tiles_with_diffs.size() && i < max_tiles; ++i) {
+    const SatTileDiff& d = r.tiles_with_diffs[i];
+    s += fmt::format("  tile (row tile {}, col block {}, group {}) rows [{}, {}) cols [{}, {}): {} differ "
+                     "(below {}, sub/-0 {}, NaN {}, other {}), k = {}, rows {}{}, max |diff| {:.4g}\n",
+                     d.row_tile, d.col_block, d.group, d.rows.begin, d.rows.end, d.cols.begin, d.cols.end, d.count,
+                     d.below_normal, d.input_subnormal_or_zero, d.nan_made_finite, d.other,
+                     fmt::join(d.k_values, ","), fmt::join(d.diff_rows, ","), d.diff_rows.size() == 16 ? ",..." : "",
+                     d.max_abs_diff);
+  }
+  if (r.tiles_with_diffs.size() > max_tiles)
+    s += fmt::format("  ... {} more tiles\n", r.tiles_with_diffs.size() - max_tiles);
+  return s;
+}
+
+}  // namespace fp8flow

@@ -1,0 +1,95 @@
+// The fast path of the GEMM emulator: the same arithmetic as gemm_golden, output by output, in parallel;
+// fp32_seq additionally has an AVX2 register-blocked kernel (gemm_avx2.cpp) that vectorises ACROSS
+// outputs, so each output still sees its products added one by one in k order.
+#include <algorithm>
+#include <cmath>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "formats/cpu_features.hpp"
+#include "reference/gemm.hpp"
+#include "reference/gemm_detail.hpp"
+
+namespace fp8flow {
+
+namespace gemm_avx2 {
+// Rows [i0, i1) x the full 16-column panels; BT is B packed as [N/16][K][16]. See gemm_avx2.cpp.
+void fp32_seq_tiles(const float* A, const float* BT, const float* SA, const float* SBT, float* out, std::size_t M,
+                    std::size_t N, std::size_t K, std::size_t bw, std::size_t i0, std::size_t i1);
+inline constexpr std::size_t kTileRows = 6, kTileCols = 16;
+}  // namespace gemm_avx2
+
+
+std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m, const AccumParams& p, int threads) {
+  using namespace gemm_detail;
+  check_gemm_operands(a, b);
+  check_accum_params(p);
+  const std::size_t M = a.rows, N = b.rows, K = a.k;
+  const auto av = decode_operand(a), bv = decode_operand(b);
+  const std::size_t bw = std::min(block_width(a), block_width(b));
+  const std::size_t nkb = (K + bw - 1) / bw;
+  std::vector<float> out(M * N);
+#ifdef _OPENMP
+  const int t = threads > 0 ? threads : omp_get_max_threads();
+#else
+  const int t = 1;
+  (void)threads;
+#endif
+
+  // Per-output scalar path (also the tails of the tiled kernel).
+  auto one = [&](std::size_t i, std::size_t j, float* prod) {
+    const float* ar = av.data() + i * K;
+    const float* br = bv.data() + j * K;
+    if (m == AccumModel::exact) return exact_output(ar, br, a, b, i, j, bw);
+    float total = 0.0f;
+    for (std::size_t k0 = 0; k0 < K; k0 += bw) {
+      const std::size_t n = std::min(K, k0 + bw) - k0;
+      for (std::size_t k = 0; k < n; ++k) prod[k] = ar[k0 + k] * br[k0 + k];
+      total = std::fma(block_partial(prod, n, m, p), scale_at(a, i, k0) * scale_at(b, j, k0), total);
+    }
+    return total;
+  };
+
+  const bool tiled = m == AccumModel::fp32_seq && cpu_has_avx2() && N >= gemm_avx2::kTileCols;
+  std::vector<float> BT, SA, SBT;
+  if (tiled) {
+    // B packed in panels of 16 columns, [N/16][K][16]: a k step loads 16 neighbouring outputs' operands
+    // from one cache line, and a panel is read front to back.
+    const std::size_t panels = N / gemm_avx2::kTileCols;
+    BT.resize(panels * K * gemm_avx2::kTileCols);
+    for (std::size_t pj = 0; pj < panels; ++pj)
+      for (std::size_t k = 0; k < K; ++k)
+        for (std::size_t c = 0; c < gemm_avx2::kTileCols; ++c)
+          BT[(pj * K + k) * gemm_avx2::kTileCols + c] = bv[(pj * gemm_avx2::kTileCols + c) * K + k];
+    SA.resize(M * nkb);
+    SBT.resize(nkb * N);
+    for (std::size_t kb = 0; kb < nkb; ++kb) {
+      for (std::size_t i = 0; i < M; ++i) SA[i * nkb + kb] = scale_at(a, i, kb * bw);
+      for (std::size_t j = 0; j < N; ++j) SBT[kb * N + j] = scale_at(b, j, kb * bw);
+    }
+  }
+  const std::size_t full_rows = tiled ? M / gemm_avx2::kTileRows * gemm_avx2::kTileRows : 0;
+  const std::size_t full_cols = tiled ? N / gemm_avx2::kTileCols * gemm_avx2::kTileCols : 0;
+  const long long row_tiles = static_cast<long long>(tiled ? full_rows / gemm_avx2::kTileRows : 0);
+
+#pragma omp parallel num_threads(t)
+  {
+    std::vector<float> prod(bw);
+#pragma omp for schedule(dynamic, 4)
+    for (long long rt = 0; rt < row_tiles; ++rt) {
+      const std::size_t i0 = std::size_t(rt) * gemm_avx2::kTileRows;
+      gemm_avx2::fp32_seq_tiles(av.data(), BT.data(), SA.data(), SBT.data(), out.data(), M, N, K, bw, i0,
+                                i0 + gemm_avx2::kTileRows);
+      for (std::size_t i = i0; i < i0 + gemm_avx2::kTileRows; ++i)
+        for (std::size_t j = full_cols; j < N; ++j) out[i * N + j] = one(i, j, prod.data());
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (long long i = static_cast<long long>(full_rows); i < static_cast<long long>(M); ++i)
+      for (std::size_t j = 0; j < N; ++j) out[std::size_t(i) * N + j] = one(std::size_t(i), j, prod.data());
+  }
+  return out;
+}
+
+}  // namespace fp8flow

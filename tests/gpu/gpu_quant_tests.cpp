@@ -1,0 +1,142 @@
+// GPU quantize / transpose / dequantize kernels vs the CPU golden model, bit for bit, on adversarial inputs:
+// wide dynamic range inside one tile, shifts that produce subnormals, NaN/Inf, zero rows and zero scales,
+// unequal expert groups and tail shapes (partial tiles on both axes, sizes not multiples of 16).
+#include <fmt/format.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "cuda/gpu_validate.hpp"
+#include "gpu_quant_tests.hpp"
+
+namespace fp8flow::gpu_tests {
+namespace {
+using namespace fp8flow::cuda;
+
+struct Shape {
+  std::size_t rows, cols;
+  std::vector<std::size_t> groups;
+};
+
+const std::vector<Shape>& shapes() {
+  static const std::vector<Shape> s = {
+      {1, 1, {}},         {1, 5, {}},        {7, 130, {}},      {128, 128, {}},
+      {129, 200, {}},     {257, 1000, {}},   {256, 384, {}},    {1000, 384, {1, 127, 129, 300, 443}},
+      {512, 1024, {48, 80, 16, 112, 64, 96, 32, 64}},            {300, 4096, {100, 37, 163}},
+      {1024, 2048, {}},   {200, 256, {200}},
+  };
+  return s;
+}
+
+// Row r of an adversarial tensor: a per-row magnitude 2^[-40, 40], and inside each row values spread over
+// 2^[-30, 0] of it (wide range within one 1x128 tile and one 128x1 column tile), with specials sprinkled in.
+std::vector<float> adversarial(std::size_t rows, std::size_t cols, std::uint64_t seed, bool bf16) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<float> x(rows * cols);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const int row_exp = int(u(rng) * 80) - 40;
+    const int kind = int(u(rng) * 20);
+    for (std::size_t c = 0; c < cols; ++c) {
+      double v = (u(rng) * 2 - 1) * std::ldexp(1.0, row_exp - int(u(rng) * u(rng) * 31));
+      const double pick = u(rng);
+      if (kind == 0) v = 0.0;                                   // a zero row
+      else if (kind == 1) v = (pick < 0.5 ? -1 : 1) * 1e-42;    // fp32 subnormals only
+      if (pick < 0.002) v = std::numeric_limits<double>::quiet_NaN();
+      else if (pick < 0.003) v = -std::numeric_limits<double>::infinity();
+      else if (pick < 0.004) v = std::numeric_limits<double>::infinity();
+      else if (pick < 0.006) v = (pick < 0.005 ? -0.0 : 0.0);
+      else if (pick < 0.008) v = 448.0 * std::ldexp(1.0, row_exp);   // a power-of-two boundary
+      else if (pick < 0.009) v = 3.0e38;                              // scale overflows to Inf
+      std::uint32_t bits = std::bit_cast<std::uint32_t>(float(v));
+      if (bf16) bits &= 0xFFFF0000u;  // truncate to a bf16 value
+      x[r * cols + c] = std::bit_cast<float>(bits);
+    }
+  }
+  return x;
+}
+
+// A rowwise tensor built code by code: random bytes (every code, NaN and subnormals included) and random
+// power-of-two scales 2^[-60, 60] per row block, with zero scales, 2^-127 and 2^127 sprinkled in.
+QuantizedTensor random_codes(std::size_t rows, std::size_t cols, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  QuantizedTensor q;
+  q.rows = rows;
+  q.cols = cols;
+  q.scale_rows = rows;
+  q.scale_cols = (cols + 127) / 128;
+  q.codes.resize(rows * cols);
+  for (auto& c : q.codes) c = std::uint8_t(rng());
+  q.scale_inv.resize(q.scale_rows * q.scale_cols);
+  for (auto& s : q.scale_inv) {
+    const unsigned pick = unsigned(rng() % 100);
+    s = pick == 0 ? 0.0f : pick == 1 ? std::ldexp(1.0f, -127) : pick == 2 ? std::ldexp(1.0f, 127)
+                                                                          : std::ldexp(1.0f, int(rng() % 121) - 60);
+  }
+  return q;
+}
+
+int report(const GpuValidation& v, int& cases) {
+  ++cases;
+  if (!v.ok()) fmt::print("{}", to_text(v));
+  return v.ok() ? 0 : 1;
+}
+
+}  // namespace
+
+int quantize_bitexact() {
+  int fails = 0, cases = 0;
+  std::size_t compared = 0;
+  std::uint64_t seed = 1;
+  for (const Shape& s : shapes())
+    for (const bool bf16 : {false, true})
+      for (const bool pow2 : {true, false})
+        for (const float eps : {0.0f, 1e-10f}) {
+          const auto x = adversarial(s.rows, s.cols, seed++, bf16);
+          const auto v = validate_quantize_gpu(x, s.rows, s.cols, bf16 ? QuantInput::bf16 : QuantInput::f32,
+                                               TeQuantParams{pow2, eps}, s.groups);
+          for (const auto& p : v.parts) compared += p.compared;
+          fails += report(v, cases);
+        }
+  fmt::print("quantize_bitexact: {} cases, {} failing, {} values compared\n", cases, fails, compared);
+  return fails ? 1 : 0;
+}
+
+int transpose_bitexact() {
+  int fails = 0, cases = 0;
+  std::size_t compared = 0;
+  std::uint64_t seed = 1000;
+  for (const Shape& s : shapes()) {
+    std::vector<QuantizedTensor> inputs;
+    inputs.push_back(random_codes(s.rows, s.cols, seed++));
+    for (const float eps : {0.0f, 1e-10f}) {  // te_pow2 quantization of adversarial fp32
+      QuantParams p = default_params(ScaleRule::te_pow2);
+      p.eps = eps;
+      const auto x = adversarial(s.rows, s.cols, seed++, false);
+      inputs.push_back(quantize(x, s.rows, s.cols, QuantRecipe{k1x128, &e4m3, ScaleRule::te_pow2}, p));
+    }
+    for (const auto& in : inputs)
+      for (const auto m : {TransposeMethod::paper_kernel, TransposeMethod::exact, TransposeMethod::naive}) {
+        const auto v = validate_transpose_gpu(in, s.groups, m);
+        for (const auto& p : v.parts) compared += p.compared;
+        fails += report(v, cases);
+      }
+  }
+  fmt::print("transpose_bitexact: {} cases (paper_kernel, exact, naive), {} failing, {} values compared\n", cases,
+             fails, compared);
+  return fails ? 1 : 0;
+}
+
+int dequantize_bitexact() {
+  int fails = 0, cases = 0;
+  std::uint64_t seed = 5000;
+  for (const Shape& s : shapes()) fails += report(validate_dequantize_gpu(random_codes(s.rows, s.cols, seed++)), cases);
+  fmt::print("dequantize_bitexact: {} cases, {} failing\n", cases, fails);
+  return fails ? 1 : 0;
+}
+
+}  // namespace fp8flow::gpu_tests

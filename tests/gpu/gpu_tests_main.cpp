@@ -1,0 +1,42 @@
+// GPU test driver: `fp8flow-gpu-tests NAME`. Exit 0 pass, 1 fail, 77 skipped (no GPU), 2 usage.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <string_view>
+
+#include "cuda/format_kernels.hpp"
+#include "cuda/format_validation.hpp"
+#include "gpu_quant_tests.hpp"
+
+namespace {
+using namespace fp8flow::cuda;
+
+int report(const ExhaustiveResult& r) {
+  fmt::print("{}: {} checked, {} mismatches, {:.2f} s\n", r.what, r.checked, r.mismatches, r.seconds);
+  if (r.mismatches)
+    fmt::print("  first mismatching input 0x{:08X}: ours 0x{:X}, hardware 0x{:X}\n", r.first_input, r.ours,
+               r.hardware);
+  return r.mismatches ? 1 : 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    fmt::print(stderr, "usage: fp8flow-gpu-tests formats_encode_exhaustive|formats_decode|quantize_bitexact|"
+               "transpose_bitexact|dequantize_bitexact\n");
+    return 2;
+  }
+  if (device_count() == 0) {
+    fmt::print("SKIPPED: no CUDA device visible (this machine has no GPU; GPU tests run on the device machine)\n");
+    return 77;
+  }
+  fmt::print("GPU: {}\n", gpu_name());
+  const std::string_view t = argv[1];
+  if (t == "formats_encode_exhaustive") return report(check_encode_all_f32_vs_ptx(false)) | report(check_encode_all_f32_vs_ptx(true));
+  if (t == "formats_decode") return report(check_decode_all_codes_vs_ptx(false)) | report(check_decode_all_codes_vs_ptx(true));
+  if (t == "quantize_bitexact") return fp8flow::gpu_tests::quantize_bitexact();
+  if (t == "transpose_bitexact") return fp8flow::gpu_tests::transpose_bitexact();
+  if (t == "dequantize_bitexact") return fp8flow::gpu_tests::dequantize_bitexact();
+  fmt::print(stderr, "unknown test '{}'\n", t);
+  return 2;
+}

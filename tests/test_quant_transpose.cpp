@@ -1,0 +1,248 @@
+// Scaling-aware transposes (src/quant/transpose) and metrics (src/quant/metrics): the properties of
+// issue 5, with `exact` checked against an integer re-derivation of RNE onto the E4M3 grid (not against
+// fp8flow's encoder) and `paper_kernel` against the bit patterns PAPER.md 3.5 documents.
+#include <catch2/catch.hpp>
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <numeric>
+
+#include "formats/convert.hpp"
+#include "io/errors.hpp"
+#include "quant/distributions.hpp"
+#include "quant/metrics.hpp"
+#include "quant/transpose.hpp"
+
+using namespace fp8flow;
+
+namespace {
+
+// E4M3 value(code) * 2^-k correctly rounded (RNE) onto the E4M3 grid, by integers only.
+// value = (-1)^s * M * 2^E with M = 8 + m, E = e - 10 (normal) or M = m, E = -9 (e = 0).
+std::uint8_t exact_shift_reference(std::uint8_t code, int k) {
+  const unsigned s = code & 0x80u, e = (code >> 3) & 0xFu, m = code & 7u;
+  if (e == 15 && m == 7) return 0x7F;  // NaN (cvt's float NaN loses its sign)
+  if (e >= 1 && int(e) - k >= 1) return std::uint8_t(s | ((e - unsigned(k)) << 3) | m);  // stays normal
+  const std::uint64_t M = e == 0 ? m : 8u + m;
+  const int E = e == 0 ? -9 : int(e) - 10;
+  // In units of the subnormal quantum 2^-9: n = M * 2^(E - k + 9), E - k + 9 <= 0 here.
+  const int sh = -(E - k + 9);
+  std::uint64_t n;
+  if (sh <= 0) n = M << -sh;
+  else if (sh >= 63) n = 0;
+  else {
+    const std::uint64_t q = M >> sh, rem = M & ((std::uint64_t(1) << sh) - 1), half = std::uint64_t(1) << (sh - 1);
+    n = q + ((rem > half || (rem == half && (q & 1))) ? 1 : 0);
+  }
+  return std::uint8_t(s | n);  // n <= 8; n == 8 is the smallest normal, code 0x08
+}
+
+QuantizedTensor rowwise_of(const std::vector<float>& x, std::size_t R, std::size_t C) {
+  return quantize(x, R, C, {k1x128, &e4m3, ScaleRule::te_pow2}, default_params(ScaleRule::te_pow2), {}, 1);
+}
+
+}  // namespace
+
+TEST_CASE("exact shift rounds correctly onto the subnormal grid", "[quant][transpose][exact]") {
+  for (int k = 0; k <= 24; ++k)
+    for (unsigned c = 0; c < 256; ++c) {
+      INFO(fmt::format("code 0x{:02x} k {}", c, k));
+      REQUIRE(sat_exact_code(e4m3, std::uint8_t(c), std::ldexp(1.0f, -k), 1.0f, Rounding::rne) ==
+              exact_shift_reference(std::uint8_t(c), k));
+    }
+  SECTION("other rounding modes: rz truncates, ru rounds a tiny positive up to the smallest subnormal") {
+    CHECK(sat_exact_code(e4m3, 0x0D, 0.5f, 1.0f, Rounding::rz) == 0x06);  // 6.5 * 2^-9 -> 6
+    CHECK(sat_exact_code(e4m3, 0x0D, 0.5f, 1.0f, Rounding::ru) == 0x07);
+    CHECK(sat_exact_code(e4m3, 0x01, std::ldexp(1.0f, -30), 1.0f, Rounding::ru) == 0x01);
+    CHECK(sat_exact_code(e4m3, 0x81, std::ldexp(1.0f, -30), 1.0f, Rounding::ru) == 0x80);
+  }
+}
+
+TEST_CASE("paper_kernel reproduces the kernel's bit pattern", "[quant][transpose][paper_kernel]") {
+  SECTION("e - k = 0, m = 0 gives +0 instead of 2^-7") {
+    CHECK(sat_paper_kernel_code(e4m3, 0x08, 1) == 0x00);
+    CHECK(sat_exact_code(e4m3, 0x08, 0.5f, 1.0f, Rounding::rne) == 0x04);
+  }
+  SECTION("m = 5 keeps 5 * 2^-9 instead of rounding 6.5 * 2^-9 to 6 * 2^-9") {
+    CHECK(sat_paper_kernel_code(e4m3, 0x0D, 1) == 0x05);
+    CHECK(sat_exact_code(e4m3, 0x0D, 0.5f, 1.0f, Rounding::rne) == 0x06);
+    CHECK(sat_paper_kernel_code(e4m3, 0x8D, 3) == 0x85);  // the sign is kept
+  }
+  SECTION("input subnormals and -0 become 0x00 even for k = 0") {
+    CHECK(sat_paper_kernel_code(e4m3, 0x03, 0) == 0x00);
+    CHECK(sat_paper_kernel_code(e4m3, 0x83, 0) == 0x00);
+    CHECK(sat_paper_kernel_code(e4m3, 0x80, 0) == 0x00);
+    CHECK(sat_exact_code(e4m3, 0x03, 1.0f, 1.0f, Rounding::rne) == 0x03);
+    CHECK(sat_exact_code(e4m3, 0x80, 1.0f, 1.0f, Rounding::rne) == 0x80);
+  }
+  SECTION("NaN turns finite when k > 0, stays NaN for k = 0") {
+    CHECK(sat_paper_kernel_code(e4m3, 0x7F, 1) == 0x77);  // 240
+    CHECK(sat_paper_kernel_code(e4m3, 0x7F, 0) == 0x7F);
+    CHECK(sat_exact_code(e4m3, 0x7F, 0.5f, 1.0f, Rounding::rne) == 0x7F);
+  }
+  SECTION("k from the fp32 exponent fields: 2^-127 and 0 both read as -127") {
+    CHECK(sat_shift_fields(1.0f, 0.25f) == 2);
+    CHECK(sat_shift_fields(1.0f, 0.0f) == 127);
+    CHECK(sat_shift_fields(std::ldexp(1.0f, -127), 0.0f) == 0);
+  }
+}
+
+TEST_CASE("exact is lossless where no shifted value leaves the normal range, and paper_kernel equals it there",
+          "[quant][transpose][property]") {
+  for (Distribution d : {Distribution::normal, Distribution::lognormal, Distribution::outliers, Distribution::activations}) {
+    const std::size_t R = 300, C = 260;  // tail tiles on both axes
+    const auto x = make_distribution(d, R, C, 17);
+    const auto in = rowwise_of(x, R, C);
+    const auto ex = transpose_exact(in, {}, Rounding::rne, 1);
+    const auto pk = transpose_paper_kernel(in, {}, 1);
+    const auto row_vals = dequantize(in), ex_vals = dequantize(ex);
+    std::size_t normal_kept = 0, below = 0;
+    for (std::size_t r = 0; r < R; ++r)
+      for (std::size_t c = 0; c < C; ++c) {
+        const std::uint8_t q = in.codes[r * C + c];
+        const float si = in.scale_inv[r * in.scale_cols + c / 128];
+        const float T = ex.scale_inv[(r / 128) * C + c];
+        const int k = sat_shift_fields(T, si);
+        const int e = (q >> 3) & 0xF;
+        const std::size_t i = ex.code_index(r, c);
+        INFO(fmt::format("{} [{}, {}] code 0x{:02x} k {}", to_string(d), r, c, q, k));
+        if (e >= 1 && e - k >= 1 && !is_nan_code(e4m3, q)) {
+          ++normal_kept;
+          REQUIRE(ex_vals[r * C + c] == row_vals[r * C + c]);
+          REQUIRE(pk.codes[i] == ex.codes[i]);
+        } else {
+          ++below;
+          REQUIRE(ex.codes[i] == exact_shift_reference(q, k));
+          REQUIRE(pk.codes[i] == sat_paper_kernel_code(e4m3, q, k));
+        }
+      }
+    CHECK(normal_kept > 0);
+    if (d == Distribution::activations) CHECK(below > 0);
+  }
+  SECTION("a tensor whose tiles share one scale per column block is transposed losslessly") {
+    std::vector<float> x(256 * 256);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = float((i * 37) % 101) - 50.0f;
+    for (std::size_t r = 0; r < 256; ++r) x[r * 256] = 448.0f;  // every 1x128 block has amax 448 -> scale 1
+    for (std::size_t r = 0; r < 256; ++r) x[r * 256 + 128] = -448.0f;
+    const auto in = rowwise_of(x, 256, 256);
+    const auto ex = transpose_exact(in, {}, Rounding::rne, 1);
+    CHECK(dequantize(ex) == dequantize(in));
+    CHECK(transpose_paper_kernel(in, {}, 1).codes == ex.codes);
+  }
+}
+
+TEST_CASE("fast transposes equal the golden loops", "[quant][transpose][fast]") {
+  const auto x = make_distribution(Distribution::activations, 700, 390, 5);
+  auto in = rowwise_of(x, 700, 390);
+  in.codes[5] = 0x7F;    // a NaN code
+  in.codes[900] = 0x80;  // -0
+  for (std::size_t c = 0; c < in.scale_cols; ++c) in.scale_inv[3 * in.scale_cols + c] = 0.0f;  // a padded row
+  for (const auto& groups : {std::vector<std::size_t>{}, std::vector<std::size_t>{100, 1, 599}})
+    for (int threads : {1, 2}) {
+      CHECK(transpose_paper_kernel(in, groups, threads).codes ==
+            golden::transpose_sat(in, groups, TransposeMethod::paper_kernel, Rounding::rne).codes);
+      for (Rounding r : {Rounding::rne, Rounding::rz, Rounding::ru, Rounding::rd, Rounding::rna}) {
+        const auto f = transpose_exact(in, groups, r, threads);
+        const auto g = golden::transpose_sat(in, groups, TransposeMethod::exact, r);
+        CHECK(f.codes == g.codes);
+        CHECK(f.scale_inv == g.scale_inv);
+      }
+    }
+}
+
+TEST_CASE("expert groups are transposed independently", "[quant][transpose][groups]") {
+  const std::size_t R = 300, C = 200;
+  const auto x = make_distribution(Distribution::outliers, R, C, 9);
+  const auto in = rowwise_of(x, R, C);
+  const std::vector<std::size_t> groups{130, 170};
+  const auto whole = transpose_exact(in, groups, Rounding::rne, 1);
+  CHECK(whole.scale_rows == 2 + 2);
+  CHECK(whole.scale_cols == C);
+  std::size_t off = 0, tile_off = 0;
+  for (std::size_t g : groups) {
+    const std::vector<float> xs(x.begin() + long(off * C), x.begin() + long((off + g) * C));
+    const auto part = transpose_exact(rowwise_of(xs, g, C), {}, Rounding::rne, 1);
+    for (std::size_t r = 0; r < g; ++r)
+      for (std::size_t c = 0; c < C; ++c) REQUIRE(whole.codes[c * R + off + r] == part.codes[c * g + r]);
+    for (std::size_t i = 0; i < part.scale_inv.size(); ++i) REQUIRE(whole.scale_inv[tile_off * C + i] == part.scale_inv[i]);
+    off += g;
+    tile_off += part.scale_rows;
+  }
+  SECTION("a group that is all padding (scale 0) gets column scale 0") {
+    auto padded = in;
+    for (std::size_t r = 130; r < 300; ++r)
+      for (std::size_t cb = 0; cb < padded.scale_cols; ++cb) padded.scale_inv[r * padded.scale_cols + cb] = 0.0f;
+    const auto pk = transpose_paper_kernel(padded, groups, 1);
+    CHECK(pk.scale_inv[2 * C] == 0.0f);
+    CHECK(pk.scale_inv[3 * C + 5] == 0.0f);
+  }
+}
+
+TEST_CASE("naive double quantization changes values; direct is the reference", "[quant][transpose][naive]") {
+  const std::size_t R = 512, C = 512;
+  for (Distribution d : {Distribution::normal, Distribution::activations}) {
+    const auto x = make_distribution(d, R, C, 21);
+    const auto in = rowwise_of(x, R, C);
+    const auto naive = transpose_naive(in, {});
+    const auto ex = transpose_exact(in, {}, Rounding::rne, 1);
+    const auto direct = transpose_direct(x, R, C, 128, e4m3, default_params(ScaleRule::te_pow2), {});
+    const auto dq_in = dequantize(in), dq_naive = dequantize(naive);
+    const std::vector<double> row_vals(dq_in.begin(), dq_in.end());
+    const Metrics m = compare(row_vals, naive);
+    INFO(to_string(d) << ": naive changes " << m.changed << " of " << m.n << " values, max " << m.max_abs_err);
+    CHECK(m.changed > 0);
+    CHECK(direct.scale_rows == 4);
+    // naive and direct use per-column scales, never larger than the tile scale of exact
+    for (std::size_t i = 0; i < naive.scale_inv.size(); ++i) REQUIRE(naive.scale_inv[i] <= ex.scale_inv[i]);
+  }
+}
+
+TEST_CASE("bad inputs of the transposes", "[quant][transpose][errors]") {
+  const auto x = make_distribution(Distribution::normal, 4, 256, 1);
+  const auto fp32 = quantize(x, 4, 256, {k1x128, &e4m3, ScaleRule::te_fp32}, default_params(ScaleRule::te_fp32));
+  CHECK_THROWS_WITH(transpose_exact(fp32, {}, Rounding::rne), Catch::Contains("not a power of two"));
+  const auto blk = quantize(x, 4, 256, {k128x128, &e4m3, ScaleRule::te_pow2}, default_params(ScaleRule::te_pow2));
+  CHECK_THROWS_WITH(transpose_paper_kernel(blk, {}), Catch::Contains("1xN"));
+  const auto ok = quantize(x, 4, 256, {k1x128, &e4m3, ScaleRule::te_pow2}, default_params(ScaleRule::te_pow2));
+  CHECK_THROWS_WITH(transpose_exact(ok, {3}, Rounding::rne), Catch::Contains("sum to 3"));
+  CHECK_THROWS_AS(transpose_exact(ok, {}, Rounding::stochastic), InputError);
+}
+
+TEST_CASE("paper_kernel vs exact report names the causes", "[quant][transpose][report]") {
+  std::vector<float> x(128 * 128, 1.0f);
+  for (std::size_t c = 0; c < 128; ++c) x[c] = 448.0f;          // row 0: scale 1
+  for (std::size_t c = 0; c < 128; ++c) x[128 + c] = 448.0f / 4096;  // row 1: k = 12
+  x[128 + 3] = 448.0f / 4096 / 300;                             // far below: e - k < 1
+  const auto in = rowwise_of(x, 128, 128);
+  const auto rep = compare_paper_exact(in, transpose_paper_kernel(in, {}), transpose_exact(in, {}, Rounding::rne));
+  REQUIRE(rep.tiles == 1);
+  CHECK(rep.tiles_differing == 1);
+  CHECK(rep.below_normal >= 1);
+  REQUIRE(!rep.tiles_with_diffs.empty());
+  CHECK(rep.tiles_with_diffs[0].diff_rows.front() == 1);
+  CHECK(to_text(rep, 4).find("below normal range") != std::string::npos);
+}
+
+TEST_CASE("metrics", "[quant][metrics]") {
+  const std::vector<double> x{1, 2, 3, 4}, y{1, 2, 3, 5};
+  const Metrics m = compare(x, y);
+  CHECK(m.max_abs_err == 1);
+  CHECK(m.max_rel_err == 0.25);
+  CHECK(m.rmse == 0.5);
+  CHECK(m.mean_err == 0.25);
+  CHECK(m.sqnr_db == Approx(10 * std::log10(30.0)));  // float64 formula, not bits
+  CHECK(m.calc_diff == Approx(1 - 2 * 34.0 / (30 + 39)));
+  CHECK(m.changed == 1);
+  const Metrics z = compare(std::vector<double>{0, 1e-9, NAN}, std::vector<double>{0, 0, 1});
+  CHECK(z.underflow_to_zero == 1);
+  CHECK(z.truth_nonfinite == 1);
+  SECTION("code statistics of a quantized tensor: best code has zero ulp offset") {
+    const auto xs = make_distribution(Distribution::normal, 8, 256, 2);
+    const auto q = rowwise_of(xs, 8, 256);
+    const Metrics qm = compare(std::vector<double>(xs.begin(), xs.end()), q);
+    CHECK(qm.has_codes);
+    CHECK(qm.codes_off == 0);
+    CHECK(qm.ulp_hist.size() == 1);
+  }
+}
