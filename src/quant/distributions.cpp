@@ -1,3 +1,4 @@
+#include "formats/splitmix64.hpp"
 #include "quant/distributions.hpp"
 
 #include <fmt/format.h>
@@ -31,12 +32,7 @@ namespace {
 
 struct Rng {
   std::uint64_t state;
-  std::uint64_t next() {  // splitmix64
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
+  std::uint64_t next() { return splitmix64_next(state); }
   double uniform() { return (double(next() >> 11) + 0.5) * 0x1.0p-53; }  // (0, 1)
   double normal() {
     const double u = uniform(), v = uniform();

@@ -1,4 +1,5 @@
 // MoE layer shapes, presets, seeded inputs and routing.
+#include "formats/splitmix64.hpp"
 #include "reference/moe_layer.hpp"
 
 #include <fmt/format.h>
@@ -52,12 +53,7 @@ namespace {
 // splitmix64 (Steele, Lea, Flood 2014): the stream of one tensor.
 struct SplitMix {
   std::uint64_t state;
-  std::uint64_t next() {
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
+  std::uint64_t next() { return splitmix64_next(state); }
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
   double normal() {                                                          // Box-Muller, one value per call
     const double u1 = 1.0 - uniform(), u2 = uniform();

@@ -1,3 +1,4 @@
+#include "formats/splitmix64.hpp"
 #include "reference/studies.hpp"
 
 #include <fmt/format.h>
@@ -18,12 +19,7 @@ std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), 
 // the same bits on every platform. `stream` separates the operands drawn from one seed.
 struct SplitMix64 {
   std::uint64_t state;
-  std::uint64_t next() {
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
+  std::uint64_t next() { return splitmix64_next(state); }
 };
 SplitMix64 make_rng(std::uint64_t seed, std::uint64_t stream) {
   SplitMix64 r{seed ^ (0xD1B54A32D192ED03ull * (stream + 1))};
