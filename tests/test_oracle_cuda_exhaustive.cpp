@@ -41,7 +41,13 @@ using OracleFn = std::uint8_t (*)(float);
 
 // All 2^32 float32 patterns through `ours` (batched) and `oracle` (CUDA, one call per value); the
 // bit pattern of the first mismatching input, or kNoMismatch. Chunks run on all OpenMP threads.
-std::uint64_t first_mismatch_all_float32(OursFn ours, OracleFn oracle) {
+// Both functions are template arguments, not run-time pointers: the compiler sees CUDA's function at
+// the call site, inlines it and folds its format/saturation arguments (they are constants there), as
+// it would in any program calling __nv_cvt_float_to_fp8 -- the same function, with no indirect call
+// per value. CUDA's code has data-dependent branches, so it stays scalar (GCC 12 reports "control flow
+// in loop"); it is the bulk of the time (docs/formats.md, Performance).
+template <OursFn ours, OracleFn oracle>
+std::uint64_t first_mismatch_all_float32() {
   std::atomic<std::uint64_t> first{kNoMismatch};
   const auto chunks = static_cast<long long>(kAllFloat32 / kChunk);
 #pragma omp parallel
@@ -65,8 +71,9 @@ std::uint64_t first_mismatch_all_float32(OursFn ours, OracleFn oracle) {
   return first.load();
 }
 
-void require_equal_on_all_float32(OursFn ours, OracleFn oracle) {
-  const std::uint64_t bad = first_mismatch_all_float32(ours, oracle);
+template <OursFn ours, OracleFn oracle>
+void require_equal_on_all_float32() {
+  const std::uint64_t bad = first_mismatch_all_float32<ours, oracle>();
   if (bad == kNoMismatch) {
     SUCCEED("all 2^32 float32 inputs agree");
     return;
@@ -157,62 +164,62 @@ void require_equal_on_all_16bit(Oracle&& oracle) {
 
 // ---- float32 -> FP8 (E4M3, E5M2), RNE, satfinite and nonsat: __nv_cvt_float_to_fp8 -------------
 TEST_CASE("e4m3 rne satfinite equals CUDA __nv_cvt_float_to_fp8 on all float32", "[exhaustive][oracle][cuda]") {
-  require_equal_on_all_float32(ours_encode<e4m3, Rounding::rne, Overflow::satfinite>,
-                               cuda_fp8<__NV_E4M3, Overflow::satfinite>);
+  require_equal_on_all_float32<ours_encode<e4m3, Rounding::rne, Overflow::satfinite>,
+                               cuda_fp8<__NV_E4M3, Overflow::satfinite>>();
 }
 TEST_CASE("e4m3 rne nonsat equals CUDA __nv_cvt_float_to_fp8 on all float32", "[exhaustive][oracle][cuda]") {
-  require_equal_on_all_float32(ours_encode<e4m3, Rounding::rne, Overflow::nonsat>,
-                               cuda_fp8<__NV_E4M3, Overflow::nonsat>);
+  require_equal_on_all_float32<ours_encode<e4m3, Rounding::rne, Overflow::nonsat>,
+                               cuda_fp8<__NV_E4M3, Overflow::nonsat>>();
 }
 TEST_CASE("e5m2 rne satfinite equals CUDA __nv_cvt_float_to_fp8 on all float32", "[exhaustive][oracle][cuda]") {
-  require_equal_on_all_float32(ours_encode<e5m2, Rounding::rne, Overflow::satfinite>,
-                               cuda_fp8<__NV_E5M2, Overflow::satfinite>);
+  require_equal_on_all_float32<ours_encode<e5m2, Rounding::rne, Overflow::satfinite>,
+                               cuda_fp8<__NV_E5M2, Overflow::satfinite>>();
 }
 TEST_CASE("e5m2 rne nonsat equals CUDA __nv_cvt_float_to_fp8 on all float32", "[exhaustive][oracle][cuda]") {
-  require_equal_on_all_float32(ours_encode<e5m2, Rounding::rne, Overflow::nonsat>,
-                               cuda_fp8<__NV_E5M2, Overflow::nonsat>);
+  require_equal_on_all_float32<ours_encode<e5m2, Rounding::rne, Overflow::nonsat>,
+                               cuda_fp8<__NV_E5M2, Overflow::nonsat>>();
 }
 
 // ---- float32 -> UE8M0, RZ and RP, satfinite and nonsat: __nv_cvt_float_to_e8m0 ----------------
 TEST_CASE("ue8m0 rz satfinite equals CUDA __nv_cvt_float_to_e8m0 on all float32", "[exhaustive][oracle][cuda]") {
-  require_equal_on_all_float32(ours_ue8m0<Ue8m0Rule::rz, Overflow::satfinite>,
-                               cuda_e8m0<cudaRoundZero, Overflow::satfinite>);
+  require_equal_on_all_float32<ours_ue8m0<Ue8m0Rule::rz, Overflow::satfinite>,
+                               cuda_e8m0<cudaRoundZero, Overflow::satfinite>>();
 }
 TEST_CASE("ue8m0 rz nonsat equals CUDA __nv_cvt_float_to_e8m0 on all float32", "[exhaustive][oracle][cuda]") {
-  require_equal_on_all_float32(ours_ue8m0<Ue8m0Rule::rz, Overflow::nonsat>,
-                               cuda_e8m0<cudaRoundZero, Overflow::nonsat>);
+  require_equal_on_all_float32<ours_ue8m0<Ue8m0Rule::rz, Overflow::nonsat>,
+                               cuda_e8m0<cudaRoundZero, Overflow::nonsat>>();
 }
 TEST_CASE("ue8m0 ru satfinite equals CUDA __nv_cvt_float_to_e8m0 on all float32", "[exhaustive][oracle][cuda]") {
-  require_equal_on_all_float32(ours_ue8m0<Ue8m0Rule::ru, Overflow::satfinite>,
-                               cuda_e8m0<cudaRoundPosInf, Overflow::satfinite>);
+  require_equal_on_all_float32<ours_ue8m0<Ue8m0Rule::ru, Overflow::satfinite>,
+                               cuda_e8m0<cudaRoundPosInf, Overflow::satfinite>>();
 }
 TEST_CASE("ue8m0 ru nonsat equals CUDA __nv_cvt_float_to_e8m0 on all float32", "[exhaustive][oracle][cuda]") {
-  require_equal_on_all_float32(ours_ue8m0<Ue8m0Rule::ru, Overflow::nonsat>,
-                               cuda_e8m0<cudaRoundPosInf, Overflow::nonsat>);
+  require_equal_on_all_float32<ours_ue8m0<Ue8m0Rule::ru, Overflow::nonsat>,
+                               cuda_e8m0<cudaRoundPosInf, Overflow::nonsat>>();
 }
 
 // ---- float32 -> FP6 (E2M3, E3M2) and FP4 (E2M1): always saturating, NaN -> +max ---------------
 TEST_CASE("e2m3 rne satfinite equals CUDA __nv_cvt_float_to_fp6 on all float32", "[exhaustive][oracle][cuda]") {
-  require_equal_on_all_float32(ours_encode<e2m3, Rounding::rne, Overflow::satfinite>,
-                               cuda_fp6<__NV_E2M3, cudaRoundNearest>);
+  require_equal_on_all_float32<ours_encode<e2m3, Rounding::rne, Overflow::satfinite>,
+                               cuda_fp6<__NV_E2M3, cudaRoundNearest>>();
 }
 TEST_CASE("e2m3 rz satfinite equals CUDA __nv_cvt_float_to_fp6 on all float32", "[exhaustive][oracle][cuda]") {
-  require_equal_on_all_float32(ours_encode<e2m3, Rounding::rz, Overflow::satfinite>,
-                               cuda_fp6<__NV_E2M3, cudaRoundZero>);
+  require_equal_on_all_float32<ours_encode<e2m3, Rounding::rz, Overflow::satfinite>,
+                               cuda_fp6<__NV_E2M3, cudaRoundZero>>();
 }
 TEST_CASE("e3m2 rne satfinite equals CUDA __nv_cvt_float_to_fp6 on all float32", "[exhaustive][oracle][cuda]") {
-  require_equal_on_all_float32(ours_encode<e3m2, Rounding::rne, Overflow::satfinite>,
-                               cuda_fp6<__NV_E3M2, cudaRoundNearest>);
+  require_equal_on_all_float32<ours_encode<e3m2, Rounding::rne, Overflow::satfinite>,
+                               cuda_fp6<__NV_E3M2, cudaRoundNearest>>();
 }
 TEST_CASE("e3m2 rz satfinite equals CUDA __nv_cvt_float_to_fp6 on all float32", "[exhaustive][oracle][cuda]") {
-  require_equal_on_all_float32(ours_encode<e3m2, Rounding::rz, Overflow::satfinite>,
-                               cuda_fp6<__NV_E3M2, cudaRoundZero>);
+  require_equal_on_all_float32<ours_encode<e3m2, Rounding::rz, Overflow::satfinite>,
+                               cuda_fp6<__NV_E3M2, cudaRoundZero>>();
 }
 TEST_CASE("e2m1 rne satfinite equals CUDA __nv_cvt_float_to_fp4 on all float32", "[exhaustive][oracle][cuda]") {
-  require_equal_on_all_float32(ours_encode<e2m1, Rounding::rne, Overflow::satfinite>, cuda_fp4<cudaRoundNearest>);
+  require_equal_on_all_float32<ours_encode<e2m1, Rounding::rne, Overflow::satfinite>, cuda_fp4<cudaRoundNearest>>();
 }
 TEST_CASE("e2m1 rz satfinite equals CUDA __nv_cvt_float_to_fp4 on all float32", "[exhaustive][oracle][cuda]") {
-  require_equal_on_all_float32(ours_encode<e2m1, Rounding::rz, Overflow::satfinite>, cuda_fp4<cudaRoundZero>);
+  require_equal_on_all_float32<ours_encode<e2m1, Rounding::rz, Overflow::satfinite>, cuda_fp4<cudaRoundZero>>();
 }
 
 // ---- All bf16 and f16 inputs -> FP8 -------------------------------------------------------------

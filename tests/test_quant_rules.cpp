@@ -245,3 +245,39 @@ TEST_CASE("scale layouts and ue8m0 storage", "[quant][layout]") {
   p.scale_format = ScaleFormat::ue8m0;
   CHECK_THROWS_AS(check_recipe({k1x128, &e4m3, ScaleRule::te_fp32}, p), InputError);
 }
+
+// Random float32 bit patterns hold signaling NaNs (0x7F800001..0x7FBFFFFF). glibc's std::fmax turns an sNaN
+// operand into NaN (IEEE 754-2008 maxNum), which once made the golden amax forget the values before it; the
+// GPU kernels (PTX max.f32) and the AVX2 fast path ignore every NaN. Found by `validate --gpu --input` on
+// random bits; checked here against a plain loop and between the golden and the production paths.
+TEST_CASE("amax ignores signaling NaNs like CUDA fmaxf", "[quant][rules][te]") {
+  const float snan = std::bit_cast<float>(0x7F800001u), neg_snan = std::bit_cast<float>(0xFFA00000u);
+  std::vector<float> block(128, 1.0f);
+  block[3] = 3.0e38f;
+  block[10] = snan;
+  block[20] = neg_snan;
+  block[30] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(amax_fmaxf(block) == 3.0e38f);
+  std::vector<float> all_nan(128, snan);
+  CHECK(amax_fmaxf(all_nan) == 0.0f);
+
+  std::mt19937_64 g(2);
+  const std::size_t R = 64, C = 1000;
+  std::vector<float> x(R * C);
+  for (auto& v : x) v = std::bit_cast<float>(std::uint32_t(g()));
+  for (const ScaleRule rule : {ScaleRule::te_pow2, ScaleRule::te_fp32, ScaleRule::paper_swiglu}) {
+    const QuantParams p = default_params(rule);
+    const QuantRecipe r{k1x128, &e4m3, rule};
+    const QuantizedTensor a = golden::quantize(x, R, C, r, p), b = quantize(x, R, C, r, p, {}, 1);
+    for (std::size_t i = 0; i < a.scale_inv.size(); ++i) {
+      const std::span<const float> blk(x.data() + (i / 8) * C + (i % 8) * 128, std::min<std::size_t>(128, C - (i % 8) * 128));
+      float m = 0.0f;
+      for (const float v : blk)
+        if (!std::isnan(v)) m = std::max(m, std::fabs(v));
+      INFO(to_string(rule) << " tile " << i);
+      REQUIRE(amax_fmaxf(blk) == m);
+      REQUIRE(std::bit_cast<std::uint32_t>(a.scale_inv[i]) == std::bit_cast<std::uint32_t>(b.scale_inv[i]));
+    }
+    CHECK(a.codes == b.codes);
+  }
+}

@@ -1,5 +1,5 @@
-// fp8flow-gpu-bench: the SAT (paper_kernel, exact), naive and plain e4m3 transposes and the 1x128+128x1
-// quantize from bf16 at the paper's shapes (PAPER.md 6), timed with CUDA events (median of repeats, L2
+// fp8flow-gpu-bench: the SAT (paper_kernel, exact), naive and plain e4m3 transposes and the quantize kernels
+// from bf16 (1x128+128x1 v1 and v2, 128x128+transposed, te_pow2 and paper_swiglu) at the paper's shapes (PAPER.md 6), timed with CUDA events (median of repeats, L2
 // flushed before each) and reported as time and % of the device-to-device copy bandwidth measured in the
 // same run (bytes read + bytes written). Usage: fp8flow-gpu-bench [--reps N] [--quick]
 #include <cuda_runtime.h>
@@ -108,6 +108,24 @@ std::vector<std::size_t> eight_groups(std::size_t m) {
   return g;
 }
 
+__global__ void count_diff_kernel(const std::uint8_t* a, const std::uint8_t* b, std::size_t n,
+                                  unsigned long long* count) {
+  unsigned long long c = 0;
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
+    c += a[i] != b[i];
+  if (c) atomicAdd(count, c);
+}
+// Bytes that differ between two device buffers of n bytes.
+unsigned long long count_diff(const void* a, const void* b, std::size_t n) {
+  unsigned long long* d = dalloc<unsigned long long>(1);
+  check(cudaMemset(d, 0, sizeof *d), "memset");
+  count_diff_kernel<<<1024, 256>>>(static_cast<const std::uint8_t*>(a), static_cast<const std::uint8_t*>(b), n, d);
+  unsigned long long h = 0;
+  check(cudaMemcpy(&h, d, sizeof h, cudaMemcpyDeviceToHost), "count_diff");
+  check(cudaFree(d), "free");
+  return h;
+}
+
 struct Row {
   std::string kernel;
   std::size_t m, k;
@@ -149,6 +167,7 @@ int main(int argc, char** argv) {
                                                              {32768, 7168}, {32768, 8192}, {32768, 9216}};
   if (quick) shapes = {{32768, 7168}};
   std::vector<Row> rows;
+  bool mismatch = false;
   for (const auto& [M, K] : shapes) {
     const std::size_t n = M * K, scols = (K + 127) / 128;
     std::uint8_t* codes = dalloc<std::uint8_t>(n);
@@ -184,11 +203,54 @@ int main(int argc, char** argv) {
                           return transpose_naive_e4m3_1x128(codes, si, M, K, d_tiles, tiles.size(), 0.0f, out, osi);
                         }),
                         sat_bytes});
-        rows.push_back({"quant_e4m3_1x128_128x1_te_pow2_bf16", M, K, ng, timer.median_ms([&] {
-                          return quant_e4m3_1x128_128x1_te(x, QuantInput::bf16, M, K, d_tiles, tiles.size(),
-                                                           TeQuantParams{true, 0.0f}, out, rsi, out2, osi);
+      }
+      // Quantize from bf16: v1 (tile staged in shared memory) and v2 (tile in registers), 1x128 + 128x1;
+      // v2 also 128x128 + its transposed copy, and the paper_swiglu rule. Bytes: read 2 M K, write 2 M K
+      // codes + the scale arrays.
+      const double q_bytes = 4.0 * double(n) + 4.0 * double(M * scols) + 4.0 * double(tiles.size() * K);
+      const double qb_bytes = 4.0 * double(n) + 4.0 * double(tiles.size() * scols);
+      const auto v2 = [&](QuantGranularity gr, QuantRule rule) {
+        return quant_e4m3_v2(x, QuantInput::bf16, M, K, d_tiles, tiles.size(), gr, QuantV2Params{rule, 0.0f}, out,
+                             rsi, out2, gr == QuantGranularity::g1x128 ? osi : nullptr);
+      };
+      rows.push_back({"quant_1x128_128x1_te_pow2_bf16_v1", M, K, ng, timer.median_ms([&] {
+                        return quant_e4m3_1x128_128x1_te(x, QuantInput::bf16, M, K, d_tiles, tiles.size(),
+                                                         TeQuantParams{true, 0.0f}, out, rsi, out2, osi);
+                      }),
+                      q_bytes});
+      rows.push_back({"quant_1x128_128x1_te_pow2_bf16_v2", M, K, ng, timer.median_ms([&] {
+                        return v2(QuantGranularity::g1x128, QuantRule::te_pow2);
+                      }),
+                      q_bytes});
+      if (ng == 1) {
+        rows.push_back({"quant_1x128_128x1_paper_swiglu_bf16_v2", M, K, ng, timer.median_ms([&] {
+                          return v2(QuantGranularity::g1x128, QuantRule::paper_swiglu);
                         }),
-                        2.0 * double(n) + 2.0 * double(n) + 4.0 * double(M * scols) + 4.0 * double(tiles.size() * K)});
+                        q_bytes});
+        rows.push_back({"quant_128x128_T_te_pow2_bf16_v2", M, K, ng, timer.median_ms([&] {
+                          return v2(QuantGranularity::g128x128, QuantRule::te_pow2);
+                        }),
+                        qb_bytes});
+        rows.push_back({"quant_128x128_T_paper_swiglu_bf16_v2", M, K, ng, timer.median_ms([&] {
+                          return v2(QuantGranularity::g128x128, QuantRule::paper_swiglu);
+                        }),
+                        qb_bytes});
+        // Self-check on this input: v1 and v2 (te_pow2, 1x128 + 128x1) must give the same bytes.
+        std::uint8_t* c1 = dalloc<std::uint8_t>(n);
+        std::uint8_t* c2 = dalloc<std::uint8_t>(n);
+        float* s1 = dalloc<float>(M * scols);
+        float* s2 = dalloc<float>(tiles.size() * K);
+        check(quant_e4m3_1x128_128x1_te(x, QuantInput::bf16, M, K, d_tiles, tiles.size(), TeQuantParams{true, 0.0f},
+                                        c1, s1, c2, s2),
+              "v1");
+        check(v2(QuantGranularity::g1x128, QuantRule::te_pow2), "v2");
+        check(cudaDeviceSynchronize(), "v1/v2");
+        const unsigned long long diff = count_diff(c1, out, n) + count_diff(c2, out2, n) +
+                                        count_diff(s1, rsi, 4 * M * scols) + count_diff(s2, osi, 4 * tiles.size() * K);
+        std::printf("check (%zu,%zu): quantize v1 vs v2 (te_pow2 bf16, codes + scales): %llu bytes differ%s\n", M, K,
+                    diff, diff ? "  <-- MISMATCH" : "");
+        if (diff) mismatch = true;
+        for (void* p : {(void*)c1, (void*)c2, (void*)s1, (void*)s2}) check(cudaFree(p), "free");
       }
       check(cudaFree(d_tiles), "free");
       check(cudaFree(osi), "free");
@@ -204,5 +266,5 @@ int main(int argc, char** argv) {
     std::printf("%-38s %-14s %6d %9.4f %9.0f %7.1f%%\n", r.kernel.c_str(), shape, r.groups, r.ms, gbs,
                 100.0 * gbs / copy_gbs);
   }
-  return 0;
+  return mismatch ? 1 : 0;
 }

@@ -25,6 +25,7 @@
 #include "io/errors.hpp"
 #include "io/experiment.hpp"
 #include "io/results_store.hpp"
+#include "io/train_summary.hpp"
 #include "version.hpp"
 
 namespace fp8flow::cli {
@@ -226,12 +227,16 @@ std::string db(double v) { return std::isinf(v) ? (v > 0 ? "exact" : "-inf") : f
 void print_summary(const io::Experiment& exp, const std::filesystem::path& results) {
   const io::ResultsFile file(results);
   const auto have = file.hashes();
-  std::vector<io::RunRecord> transpose, gemm, moe;
+  std::vector<io::RunRecord> transpose, gemm, moe, train;
   for (const auto& spec : exp.runs) {
     if (!std::binary_search(have.begin(), have.end(), spec.hash)) continue;
     io::RunRecord r = file.read(spec.hash, false);
-    (r.kind == "transpose_study" ? transpose : r.kind == "gemm_accum_study" ? gemm : moe).push_back(std::move(r));
+    if (r.kind == "transpose_study") transpose.push_back(std::move(r));
+    else if (r.kind == "gemm_accum_study") gemm.push_back(std::move(r));
+    else if (r.kind == "moe_dataflows") moe.push_back(std::move(r));
+    else if (r.kind == "train") train.push_back(std::move(r));
   }
+
   if (!transpose.empty()) {
     fmt::print("\nTranspose study (PAPER.md 3.5): SQNR dB of the 128x1 column copy vs the input; paper!=exact = "
                "codes where the paper's SAT kernel and exact SAT differ\n");
@@ -294,6 +299,8 @@ void print_summary(const io::Experiment& exp, const std::filesystem::path& resul
       }
     }
   }
+  // The training runs (docs/training.md): relative loss error vs bf16 per dataflow, paired by seed.
+  if (!train.empty()) fmt::print("{}", io::format_train_table(io::summarize_train_runs(train)));
 }
 
 void run_main_job(const std::string& experiment, const std::string& results, bool fresh, const GlobalOptions& g) {
@@ -312,7 +319,6 @@ void run_main_job(const std::string& experiment, const std::string& results, boo
              "  {}   (HDF5, schema docs/results-format.md; fp8flow ls / show / export --csv, or h5py:\n"
              "   notebooks/read_results.ipynb)\n",
              out.string());
-  fmt::print("Report: the HTML convergence-risk report is issue 9 (not built yet).\n");
 }
 
 }  // namespace
@@ -339,6 +345,10 @@ void add_quickstart_command(CLI::App& app, const GlobalOptions& g) {
   cmd->callback([a, &g] {
     run_quickstart(a->out_dir, a->seed, g);
     run_main_job(a->experiment, a->results, a->fresh, g);
+    // Last: the convergence-risk report of everything in the results file (cmd_report.cpp, docs/report.md).
+    const std::string html = std::filesystem::path(a->results).replace_extension(".html").string();
+    write_report(a->results, html, g.quiet);
+    fmt::print("Report: {}\n", html);  // printed even with --quiet: the page is the job's main output
   });
 }
 

@@ -20,11 +20,16 @@ void add_dequantize_command(CLI::App& app, const GlobalOptions& g);
 void add_transpose_command(CLI::App& app, const GlobalOptions& g);
 void add_transpose_study_command(CLI::App& app, const GlobalOptions& g);
 void add_gemm_command(CLI::App& app, const GlobalOptions& g);
+void add_gemm_probes_command(CLI::App& app, const GlobalOptions& g);  // gemm-probes (cmd_gemm_probes.cpp)
 void add_moe_command(CLI::App& app, const GlobalOptions& g);  // moe, dataflows
 void add_validate_command(CLI::App& app, const GlobalOptions& g);  // validate --gpu (cmd_validate.cpp)
+void add_train_command(CLI::App& app, const GlobalOptions& g);  // train (cmd_train.cpp)
 // run, check, ls, show, export (cmd_run.cpp)
 void add_experiment_commands(CLI::App& app, const GlobalOptions& g);
 // `fp8flow run EXPERIMENT -o OUT [--resume]` as a function (for `fp8flow quickstart`); MPI-aware like run.
 void run_experiment_file(const std::string& experiment, const std::string& out, bool resume, const GlobalOptions& g);
+void add_report_command(CLI::App& app, const GlobalOptions& g);  // report (cmd_report.cpp)
+// The HTML convergence-risk report of `results` into `out` (for `fp8flow quickstart`); prints verdicts unless quiet.
+void write_report(const std::string& results, const std::string& out, bool quiet);
 
 }  // namespace fp8flow::cli

@@ -29,9 +29,12 @@ int main(int argc, char** argv) {
   cli::add_transpose_command(app, g);
   cli::add_transpose_study_command(app, g);
   cli::add_gemm_command(app, g);
+  cli::add_gemm_probes_command(app, g);
   cli::add_moe_command(app, g);
   cli::add_validate_command(app, g);
+  cli::add_train_command(app, g);
   cli::add_experiment_commands(app, g);
+  cli::add_report_command(app, g);
 
   try {
     app.parse(argc, argv);

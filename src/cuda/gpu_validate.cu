@@ -3,6 +3,10 @@
 #include <cuda_runtime.h>
 
 #include <bit>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <random>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -95,70 +99,167 @@ std::vector<std::size_t> or_whole(const std::vector<std::size_t>& groups, std::s
   return groups.empty() ? std::vector<std::size_t>{rows} : groups;
 }
 
+// Milliseconds of one launch after a warm-up one (CUDA events).
+template <class F>
+double time_ms(F launch) {
+  cudaEvent_t a, b;
+  check(cudaEventCreate(&a), "event");
+  check(cudaEventCreate(&b), "event");
+  check(launch(), "warm-up launch");
+  check(cudaEventRecord(a), "event record");
+  check(launch(), "timed launch");
+  check(cudaEventRecord(b), "event record");
+  check(cudaEventSynchronize(b), "event sync");
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, a, b), "event elapsed");
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return double(ms);
+}
+
 constexpr std::size_t kGoldenLimit = std::size_t(1) << 22;  // above: the CPU fast path (tested = golden)
 
 }  // namespace
 
-bool GpuValidation::ok() const { return mismatches() == 0; }
-std::size_t GpuValidation::mismatches() const {
-  std::size_t n = 0;
-  for (const auto& p : parts) n += p.mismatches;
-  return n;
+std::string op_name(const QuantSpec& s) {
+  return std::string("quant_") + (s.tile == k128x128 ? "128x128" : "1x128_128x1") + "_e4m3_" +
+         std::string(to_string(s.rule)) + (s.input == QuantInput::bf16 ? "_from_bf16" : "_from_f32") +
+         (s.kernel == QuantKernel::v1 ? "_v1" : "");
+}
+
+GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, std::size_t cols,
+                                    const QuantSpec& spec, const std::vector<std::size_t>& groups) {
+  const bool block = spec.tile == k128x128;
+  if (!block && spec.tile != k1x128)
+    throw std::invalid_argument("validate_quantize_gpu: granularity " + to_string(spec.tile) +
+                                " has no GPU kernel (1x128 or 128x128)");
+  if (spec.rule != ScaleRule::te_fp32 && spec.rule != ScaleRule::te_pow2 && spec.rule != ScaleRule::paper_swiglu)
+    throw std::invalid_argument("validate_quantize_gpu: rule " + std::string(to_string(spec.rule)) +
+                                " has no GPU kernel (te_fp32, te_pow2, paper_swiglu)");
+  if (spec.kernel == QuantKernel::v1 && (block || spec.rule == ScaleRule::paper_swiglu))
+    throw std::invalid_argument("validate_quantize_gpu: the v1 kernel serves 1x128 te_* only");
+  if (x.size() != rows * cols) throw std::invalid_argument("validate_quantize_gpu: size does not match the shape");
+  GpuValidation v;
+  v.op = op_name(spec);
+  v.rows = rows;
+  v.cols = cols;
+  v.groups = groups;
+  QuantParams qp = default_params(spec.rule);
+  qp.eps = spec.rule == ScaleRule::paper_swiglu ? 0.0f : spec.eps;
+  qp.input = spec.input == QuantInput::bf16 ? InputDtype::bf16 : InputDtype::f32;
+  const std::vector<std::size_t> g = or_whole(groups, rows);
+  const bool golden_ok = rows * cols <= kGoldenLimit;
+  const QuantRecipe ra{block ? k128x128 : k1x128, &e4m3, spec.rule}, rb{k128x1, &e4m3, spec.rule};
+  v.oracle = golden_ok || !fast::supports(ra, qp, g) ? "golden" : "fast";
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto cpu_q = [&](const QuantRecipe& r) {
+    return golden_ok ? golden::quantize(x, rows, cols, r, qp, g) : quantize(x, rows, cols, r, qp, g);
+  };
+  const QuantizedTensor a_ref = cpu_q(ra);
+  // 1x128: the columnwise 128x1 quantization; 128x128: the same codes, stored transposed.
+  const QuantizedTensor b_ref = with_codes_transposed(block ? a_ref : cpu_q(rb), true);
+  v.cpu_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+
+  const std::vector<RowTile> tiles = make_row_tiles(rows, groups);
+  const std::size_t scols = (cols + 127) / 128;
+  DeviceArray<RowTile> d_tiles(tiles);
+  DeviceArray<std::uint8_t> ac(rows * cols), bc(rows * cols);
+  DeviceArray<float> as(block ? tiles.size() * scols : rows * scols), bs(block ? 1 : tiles.size() * cols);
+  std::vector<std::uint16_t> h16;
+  if (spec.input == QuantInput::bf16) {
+    h16.resize(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const std::uint32_t b = std::bit_cast<std::uint32_t>(x[i]);
+      if (b & 0xFFFFu) throw std::invalid_argument("validate_quantize_gpu: bf16 input holds a non-bf16 value");
+      h16[i] = std::uint16_t(b >> 16);
+    }
+  }
+  DeviceArray<std::uint16_t> dx16(h16);
+  DeviceArray<float> dx32(spec.input == QuantInput::bf16 ? std::vector<float>{} : std::vector<float>(x.begin(), x.end()));
+  const void* dx = spec.input == QuantInput::bf16 ? static_cast<const void*>(dx16.p) : static_cast<const void*>(dx32.p);
+  const auto launch = [&]() -> cudaError_t {
+    if (spec.kernel == QuantKernel::v1)
+      return quant_e4m3_1x128_128x1_te(dx, spec.input, rows, cols, d_tiles.p, tiles.size(),
+                                       TeQuantParams{spec.rule == ScaleRule::te_pow2, spec.eps}, ac.p, as.p, bc.p, bs.p);
+    const QuantRule r = spec.rule == ScaleRule::te_fp32   ? QuantRule::te_fp32
+                        : spec.rule == ScaleRule::te_pow2 ? QuantRule::te_pow2
+                                                          : QuantRule::paper_swiglu;
+    return quant_e4m3_v2(dx, spec.input, rows, cols, d_tiles.p, tiles.size(),
+                         block ? QuantGranularity::g128x128 : QuantGranularity::g1x128, QuantV2Params{r, spec.eps}, ac.p,
+                         as.p, bc.p, block ? nullptr : bs.p);
+  };
+  // First launch writes the compared outputs (over the 0xA5 poison); a second, timed launch follows.
+  check(launch(), "quantize launch");
+  check(cudaDeviceSynchronize(), "quantize");
+  const std::vector<std::uint8_t> a_gpu = ac.to_host(), b_gpu = bc.to_host();
+  const std::vector<float> as_gpu = as.to_host(), bs_gpu = bs.to_host();
+  v.gpu_ms = time_ms(launch);
+
+  const auto in_hex = [&](std::size_t r, std::size_t c) { return hex(std::bit_cast<std::uint32_t>(x[r * cols + c]), 8); };
+  const auto same = [](std::size_t o, std::size_t i) { return std::pair{o, i}; };
+  const auto swapped = [](std::size_t o, std::size_t i) { return std::pair{i, o}; };
+  if (block) {
+    v.parts.push_back(compare_codes("block codes", a_ref.codes, a_gpu, cols, same, in_hex, 128, 128, &tiles));
+    v.parts.push_back(compare_scales("block scale_inv", a_ref.scale_inv, as_gpu, a_ref.scale_cols));
+    v.parts.push_back(compare_codes("transposed codes", b_ref.codes, b_gpu, rows, swapped, in_hex, 128, 128, &tiles));
+  } else {
+    v.parts.push_back(compare_codes("rowwise codes", a_ref.codes, a_gpu, cols, same, in_hex, 1, 128, nullptr));
+    v.parts.push_back(compare_scales("rowwise scale_inv", a_ref.scale_inv, as_gpu, a_ref.scale_cols));
+    v.parts.push_back(compare_codes("colwise codes", b_ref.codes, b_gpu, rows, swapped, in_hex, 128, 1, &tiles));
+    v.parts.push_back(compare_scales("colwise scale_inv", b_ref.scale_inv, bs_gpu, b_ref.scale_cols));
+  }
+  return v;
 }
 
 GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, std::size_t cols, QuantInput input,
                                     TeQuantParams p, const std::vector<std::size_t>& groups) {
-  const ScaleRule rule = p.pow2 ? ScaleRule::te_pow2 : ScaleRule::te_fp32;
-  GpuValidation v;
-  v.op = std::string("quant_1x128_128x1_e4m3_") + std::string(to_string(rule)) +
-         (input == QuantInput::bf16 ? "_from_bf16" : "_from_f32");
-  v.rows = rows;
-  v.cols = cols;
-  v.groups = groups;
-  QuantParams qp = default_params(rule);
-  qp.eps = p.eps;
-  qp.input = input == QuantInput::bf16 ? InputDtype::bf16 : InputDtype::f32;
-  const std::vector<std::size_t> g = or_whole(groups, rows);
-  const bool golden_ok = rows * cols <= kGoldenLimit;
-  v.oracle = golden_ok ? "golden" : "fast";
-  const QuantRecipe rr{k1x128, &e4m3, rule}, cr{k128x1, &e4m3, rule};
-  const QuantizedTensor row_ref =
-      golden_ok ? golden::quantize(x, rows, cols, rr, qp, g) : quantize(x, rows, cols, rr, qp, g);
-  const QuantizedTensor col_ref =
-      with_codes_transposed(golden_ok ? golden::quantize(x, rows, cols, cr, qp, g) : quantize(x, rows, cols, cr, qp, g),
-                            true);
+  return validate_quantize_gpu(
+      x, rows, cols, QuantSpec{input, k1x128, p.pow2 ? ScaleRule::te_pow2 : ScaleRule::te_fp32, p.eps, QuantKernel::v1},
+      groups);
+}
 
-  const std::vector<RowTile> tiles = make_row_tiles(rows, groups);
-  DeviceArray<RowTile> d_tiles(tiles);
-  DeviceArray<std::uint8_t> rc(rows * cols), cc(rows * cols);
-  DeviceArray<float> rs(rows * ((cols + 127) / 128)), cs(tiles.size() * cols);
-  if (input == QuantInput::bf16) {
-    std::vector<std::uint16_t> h(x.size());
-    for (std::size_t i = 0; i < x.size(); ++i) {
-      const std::uint32_t b = std::bit_cast<std::uint32_t>(x[i]);
-      if (b & 0xFFFFu) throw std::invalid_argument("validate_quantize_gpu: bf16 input holds a non-bf16 value");
-      h[i] = std::uint16_t(b >> 16);
+std::vector<float> adversarial_tensor(std::size_t rows, std::size_t cols, std::uint64_t seed, bool bf16) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  const double rel_ulp = bf16 ? std::ldexp(1.0, -7) : std::ldexp(1.0, -23);  // one ulp of 448 * 2^j, relative
+  std::vector<float> x(rows * cols);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const int row_exp = int(u(rng) * 80) - 40;
+    const int kind = int(u(rng) * 24);
+    for (std::size_t c = 0; c < cols; ++c) {
+      const double sgn = u(rng) < 0.5 ? -1.0 : 1.0;
+      double v = sgn * u(rng) * std::ldexp(1.0, row_exp - int(u(rng) * u(rng) * 31));
+      switch (kind) {
+        case 0: v = 0.0; break;                                                    // a zero row
+        case 1: v = sgn * std::ldexp(double(1 + (rng() & 0x7FFFFF)), -149); break;  // fp32 subnormals only
+        case 2: v = sgn * std::ldexp(double(1 + (rng() & 0xFFFFFF)), -150 + int(rng() % 8)); break;  // sub/normal
+        case 3: v = sgn * std::ldexp(1.0 + u(rng), 100 + int(rng() % 28)); break;    // huge (up to 2^128)
+        case 4: v = sgn * u(rng) * 1e-11; break;                                     // amax under 1e-10
+        case 5: {                                                                     // 448 * 2^j boundaries
+          const int j = row_exp / 2 + int(rng() % 5) - 2;
+          v = sgn * 448.0 * std::ldexp(1.0, j) * (1.0 + rel_ulp * double(int(rng() % 3) - 1));
+          break;
+        }
+        case 6: v = (rng() & 1) ? nan : -nan; break;                                 // a NaN row
+        default: break;
+      }
+      const double pick = u(rng);
+      if (pick < 0.001) v = nan;
+      else if (pick < 0.002) v = -nan;
+      else if (pick < 0.003) v = -inf;
+      else if (pick < 0.004) v = inf;
+      else if (pick < 0.006) v = (pick < 0.005 ? -0.0 : 0.0);
+      else if (pick < 0.008) v = sgn * 448.0 * std::ldexp(1.0, row_exp) * (1.0 + rel_ulp * double(int(rng() % 3) - 1));
+      else if (pick < 0.0085) v = 3.0e38;                                            // te: scale overflows
+      else if (pick < 0.009) v = sgn * double(std::numeric_limits<float>::max());
+      float f = float(v);  // huge values above FLT_MAX become Inf, as intended
+      std::uint32_t bits = std::bit_cast<std::uint32_t>(f);
+      if (bf16) bits &= 0xFFFF0000u;  // truncate to a bf16 value (NaN payloads sit in the high half)
+      x[r * cols + c] = std::bit_cast<float>(bits);
     }
-    DeviceArray<std::uint16_t> dx(h);
-    check(quant_e4m3_1x128_128x1_te(dx.p, input, rows, cols, d_tiles.p, tiles.size(), p, rc.p, rs.p, cc.p, cs.p),
-          "quantize launch");
-    check(cudaDeviceSynchronize(), "quantize");
-  } else {
-    DeviceArray<float> dx(std::vector<float>(x.begin(), x.end()));
-    check(quant_e4m3_1x128_128x1_te(dx.p, input, rows, cols, d_tiles.p, tiles.size(), p, rc.p, rs.p, cc.p, cs.p),
-          "quantize launch");
-    check(cudaDeviceSynchronize(), "quantize");
   }
-  const auto in_hex = [&](std::size_t r, std::size_t c) { return hex(std::bit_cast<std::uint32_t>(x[r * cols + c]), 8); };
-  v.parts.push_back(compare_codes(
-      "rowwise codes", row_ref.codes, rc.to_host(), cols, [](std::size_t o, std::size_t i) { return std::pair{o, i}; },
-      in_hex, 1, 128, nullptr));
-  v.parts.push_back(compare_scales("rowwise scale_inv", row_ref.scale_inv, rs.to_host(), row_ref.scale_cols));
-  v.parts.push_back(compare_codes(
-      "colwise codes", col_ref.codes, cc.to_host(), rows, [](std::size_t o, std::size_t i) { return std::pair{i, o}; },
-      in_hex, 128, 1, &tiles));
-  v.parts.push_back(compare_scales("colwise scale_inv", col_ref.scale_inv, cs.to_host(), col_ref.scale_cols));
-  return v;
+  return x;
 }
 
 GpuValidation validate_transpose_gpu(const QuantizedTensor& in, const std::vector<std::size_t>& groups,
@@ -230,7 +331,14 @@ GpuValidation validate_dequantize_gpu(const QuantizedTensor& in) {
 std::string to_text(const GpuValidation& v) {
   std::string s = v.op + " [" + std::to_string(v.rows) + ", " + std::to_string(v.cols) + "]";
   if (!v.groups.empty()) s += " groups " + std::to_string(v.groups.size());
-  s += " vs " + v.oracle + (v.ok() ? ": bit-exact\n" : ": MISMATCH\n");
+  if (!v.input.empty()) s += " on " + v.input;
+  s += " vs " + v.oracle + (v.ok() ? ": bit-exact" : ": MISMATCH");
+  if (v.gpu_ms >= 0) {
+    char b[64];
+    std::snprintf(b, sizeof b, " (gpu %.3f ms, cpu %.1f ms)", v.gpu_ms, v.cpu_ms);
+    s += b;
+  }
+  s += "\n";
   for (const auto& p : v.parts) {
     s += "  " + p.what + ": " + std::to_string(p.compared) + " compared, " + std::to_string(p.mismatches) +
          " mismatches\n";

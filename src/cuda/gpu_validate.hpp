@@ -9,29 +9,41 @@
 #include <vector>
 
 #include "cuda/quantize_kernels.hpp"
+#include "io/gpu_validation_record.hpp"
 #include "quant/quantize.hpp"
 #include "quant/transpose.hpp"
 
 namespace fp8flow::cuda {
 
-struct BitCompare {
-  std::string what;               // e.g. "colwise codes"
-  std::size_t compared = 0, mismatches = 0;
-  std::string first_mismatch;     // "codes[r=3, c=129] tile (0,1) input 0x3F8CCCCD: golden 0x38, gpu 0x39"
-};
+using io::BitCompare;     // the result structs live in src/io (CPU code: HDF5 records, CPU-side tests)
+using io::GpuValidation;
 
-struct GpuValidation {
-  std::string op;                 // "quant_1x128_128x1_e4m3_te_pow2", "sat_e4m3_1x128_paper_kernel", ...
-  std::size_t rows = 0, cols = 0;
-  std::vector<std::size_t> groups;
-  std::string oracle;             // "golden" (scalar loops) or "fast" (the CPU fast path, itself tested = golden)
-  std::vector<BitCompare> parts;
-  bool ok() const;
-  std::size_t mismatches() const;
+// Which quantize kernel: v1 (tile staged in shared memory; 1x128 + 128x1, te_* only) or v2 (tile in
+// registers; 1x128 + 128x1 and 128x128 + transposed copy; te_fp32, te_pow2, paper_swiglu).
+enum class QuantKernel { v1, v2 };
+struct QuantSpec {
+  QuantInput input = QuantInput::f32;
+  Granularity tile = k1x128;           // k1x128 (rowwise + 128x1 columnwise) or k128x128 (+ transposed copy)
+  ScaleRule rule = ScaleRule::te_pow2; // te_fp32, te_pow2, paper_swiglu
+  float eps = 0.0f;                    // te_* amax floor
+  QuantKernel kernel = QuantKernel::v2;
 };
+// The op name of a spec, e.g. "quant_128x128_e4m3_paper_swiglu_from_bf16" (v1 adds "_v1").
+std::string op_name(const QuantSpec& s);
 
 // Quantize x ([rows, cols] fp32; with input == bf16 every value must be a bf16 value, passed to the GPU as
-// bf16 bits) with te_pow2 / te_fp32 1x128 rowwise and 128x1 columnwise (column tiles restart per group).
+// bf16 bits) as `spec` says on both sides and compare codes (both outputs) and scales bit for bit.
+// Tiles along rows restart per group. Throws std::invalid_argument for a spec the kernels do not serve.
+GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, std::size_t cols,
+                                    const QuantSpec& spec, const std::vector<std::size_t>& groups);
+
+// An adversarial tensor (deterministic in seed): per-row magnitudes 2^[-40, 40] with 2^30 of range inside a
+// row, zero rows, fp32-subnormal rows and mixed subnormal/normal rows, huge rows (up to FLT_MAX) and tiny rows
+// (amax below paper_swiglu's 1e-10 floor), +-NaN, +-Inf, +-0, 448 * 2^j and its fp32 neighbours (power-of-two
+// boundaries of both rules). bf16: every value truncated to a bf16 value.
+std::vector<float> adversarial_tensor(std::size_t rows, std::size_t cols, std::uint64_t seed, bool bf16);
+
+// v1 (legacy signature): te_pow2 / te_fp32 1x128 rowwise and 128x1 columnwise.
 GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, std::size_t cols, QuantInput input,
                                     TeQuantParams p, const std::vector<std::size_t>& groups);
 // Transpose a rowwise 1x128 te_pow2 e4m3 tensor: naive, paper_kernel or exact (RNE).

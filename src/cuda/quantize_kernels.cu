@@ -219,6 +219,317 @@ cudaError_t launch(Loader ld, std::size_t rows, std::size_t cols, const RowTile*
   return cudaGetLastError();
 }
 
+// ---- v2 (see quantize_kernels.hpp) --------------------------------------------------------------------
+// Thread t: warp w = t / 32, half h = lane / 16, L = lane % 16. It holds tile rows w*16 + h*8 + i (i < 8)
+// and columns L*8 + j (j < 8): a half-warp reads one row's 128 elements contiguously (bf16: one 16-byte
+// load per row; fp32: two). bf16 values stay packed (two per word), fp32 as bits.
+constexpr std::uint32_t kRuleTeFp32 = 0, kRuleTePow2 = 1, kRuleSwiglu = 2;
+constexpr float kSwigluAmaxFloor = 1e-10f;  // tl.maximum(amax, 1e-10) (src/quant/scale_rules.cpp)
+
+struct ScalePair {
+  float factor;  // elements are multiplied by it
+  float si;      // stored scale_inv
+};
+
+// amax is the fmaxf fold of |x| from 0 (NaN ignored), computed as an integer max on the |x| bits.
+__device__ __forceinline__ ScalePair rule_scale(float amax, std::uint32_t rule, float eps, bool bf16_input) {
+  if (rule == kRuleSwiglu) {
+    // si = 2^ceil(log2(RN32(amax / 448))); y / si == y * 2^-E exactly: both are RN32 of the same real
+    // value because 1/si is a power of two that fp32 represents (E(si) in [-42, 120]); si = Inf (Inf in
+    // the block) gives factor 0: finite -> +-0 as y / Inf, Inf -> NaN as Inf / Inf.
+    const float t = __fdiv_rn(fmaxf(amax, kSwigluAmaxFloor), kFmax);
+    const std::uint32_t b = __float_as_uint(t);
+    const std::uint32_t e = ((b >> 23) & 0xFFu) + ((b & 0x7FFFFFu) != 0u ? 1u : 0u);
+    const float rcp = e >= 255u ? 0.0f : e == 254u ? __uint_as_float(0x00400000u) : __uint_as_float((254u - e) << 23);
+    return {rcp, __uint_as_float(e << 23)};
+  }
+  const float scale = te_scale(amax, eps, rule == kRuleTePow2, bf16_input);
+  return {scale, __fdiv_rn(1.0f, scale)};
+}
+
+// |x| bits with NaN -> 0, two bf16 per word (per 16-bit half) or one fp32.
+__device__ __forceinline__ std::uint32_t abs_bf16x2(std::uint32_t w) {
+  const std::uint32_t a = w & 0x7FFF7FFFu;
+  return a & ~__vcmpgtu2(a, 0x7F807F80u);
+}
+__device__ __forceinline__ std::uint32_t abs_f32(std::uint32_t w) {
+  const std::uint32_t a = w & 0x7FFFFFFFu;
+  return a > 0x7F800000u ? 0u : a;
+}
+
+template <bool kBf16>
+struct TileRegs {
+  static constexpr int kWords = kBf16 ? 4 : 8;  // words per row of 8 elements
+  std::uint32_t x[8][kWords];
+  __device__ __forceinline__ float v(int i, int j) const {
+    if constexpr (kBf16) return __uint_as_float((j & 1) ? (x[i][j >> 1] & 0xFFFF0000u) : (x[i][j >> 1] << 16));
+    else return __uint_as_float(x[i][j]);
+  }
+  // Code word of 4 elements of row i, columns j0..j0+3, times f.
+  __device__ __forceinline__ std::uint32_t row_word(int i, int j0, float f) const {
+    return cvt4(__fmul_rn(v(i, j0), f), __fmul_rn(v(i, j0 + 1), f), __fmul_rn(v(i, j0 + 2), f),
+                __fmul_rn(v(i, j0 + 3), f));
+  }
+  // Code word of 4 elements of column j, rows i0..i0+3, times f.
+  __device__ __forceinline__ std::uint32_t col_word(int j, int i0, float f) const {
+    return cvt4(__fmul_rn(v(i0, j), f), __fmul_rn(v(i0 + 1, j), f), __fmul_rn(v(i0 + 2, j), f),
+                __fmul_rn(v(i0 + 3, j), f));
+  }
+};
+
+// 4x4 byte transpose: a..d hold rows 0..3 (bytes = columns 0..3); o[q] = column q (bytes = rows 0..3).
+__device__ __forceinline__ void transpose4x4(std::uint32_t a, std::uint32_t b, std::uint32_t c, std::uint32_t d,
+                                             std::uint32_t (&o)[4]) {
+  const std::uint32_t t0 = __byte_perm(a, b, 0x5140), t1 = __byte_perm(c, d, 0x5140);
+  const std::uint32_t t2 = __byte_perm(a, b, 0x7362), t3 = __byte_perm(c, d, 0x7362);
+  o[0] = __byte_perm(t0, t1, 0x5410);
+  o[1] = __byte_perm(t0, t1, 0x7632);
+  o[2] = __byte_perm(t2, t3, 0x5410);
+  o[3] = __byte_perm(t2, t3, 0x7632);
+}
+
+template <bool kBf16, bool kBlock>
+__global__ void __launch_bounds__(kThreads, kBf16 ? 3 : 2) quant_e4m3_v2_kernel(
+    const void* __restrict__ xin, std::size_t M, std::size_t K, const RowTile* __restrict__ tiles,
+    std::uint32_t rule, float eps, std::uint8_t* __restrict__ a_codes, float* __restrict__ a_si,
+    std::uint8_t* __restrict__ b_codes, float* __restrict__ b_si) {
+  // Column codes [column][row bytes]; 8-byte unit u of column c stored at unit u ^ ((c / 8) % 16).
+  __shared__ __align__(16) std::uint8_t s_out[kSatTile * kSatTile];
+  __shared__ std::uint32_t s_cmax[8][kSatTile];  // per warp: |x| bits max of its 16 rows, per column
+  __shared__ float s_cf[kSatTile];                // per column: element factor
+  __shared__ std::uint32_t s_wmax[8];
+  const int t = threadIdx.x, lane = t & 31, w = t >> 5, h = lane >> 4, L = lane & 15;
+  const RowTile rt = tiles[blockIdx.x];
+  const std::size_t cb = blockIdx.y, col0 = cb * kSatTile, scols = (K + kSatTile - 1) / kSatTile;
+  const int rbase = w * 16 + h * 8;
+  const std::size_t c = col0 + std::size_t(L) * 8;
+  constexpr int kW = TileRegs<kBf16>::kWords;
+
+  // 1. All eight rows' loads in flight before the first use.
+  TileRegs<kBf16> x;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+#pragma unroll
+    for (int u = 0; u < kW; ++u) x.x[i][u] = 0u;
+    if (std::uint32_t(rbase + i) >= rt.row_count || c >= K) continue;
+    const std::size_t off = std::size_t(rt.row_begin + rbase + i) * K + c;
+    if constexpr (kBf16) {
+      const std::uint16_t* src = static_cast<const std::uint16_t*>(xin) + off;
+      if (K % 8 == 0 && c + 8 <= K) {
+        const uint4 q = __ldg(reinterpret_cast<const uint4*>(src));
+        x.x[i][0] = q.x;
+        x.x[i][1] = q.y;
+        x.x[i][2] = q.z;
+        x.x[i][3] = q.w;
+      } else {
+        for (int b = 0; b < 8; ++b)
+          if (c + b < K) x.x[i][b >> 1] |= std::uint32_t(src[b]) << (16 * (b & 1));
+      }
+    } else {
+      const float* src = static_cast<const float*>(xin) + off;
+      if (K % 4 == 0 && c + 8 <= K) {
+        const float4 q0 = __ldg(reinterpret_cast<const float4*>(src));
+        const float4 q1 = __ldg(reinterpret_cast<const float4*>(src + 4));
+        x.x[i][0] = __float_as_uint(q0.x);
+        x.x[i][1] = __float_as_uint(q0.y);
+        x.x[i][2] = __float_as_uint(q0.z);
+        x.x[i][3] = __float_as_uint(q0.w);
+        x.x[i][4] = __float_as_uint(q1.x);
+        x.x[i][5] = __float_as_uint(q1.y);
+        x.x[i][6] = __float_as_uint(q1.z);
+        x.x[i][7] = __float_as_uint(q1.w);
+      } else {
+        for (int b = 0; b < 8; ++b)
+          if (c + b < K) x.x[i][b] = __float_as_uint(src[b]);
+      }
+    }
+  }
+
+  // 2. Row maxima (|x| bits, fp32 layout), reduced over the half-warp that shares the row.
+  std::uint32_t rmax[8];
+  if constexpr (kBf16) {
+    std::uint32_t pk[4];  // rows 2k, 2k+1 packed as 16-bit halves
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      std::uint32_t m2[2];
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int i = 2 * k + e;
+        const std::uint32_t m = __vmaxu2(__vmaxu2(abs_bf16x2(x.x[i][0]), abs_bf16x2(x.x[i][1])),
+                                         __vmaxu2(abs_bf16x2(x.x[i][2]), abs_bf16x2(x.x[i][3])));
+        m2[e] = max(m & 0xFFFFu, m >> 16);
+      }
+      pk[k] = m2[0] | (m2[1] << 16);
+    }
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1)
+#pragma unroll
+      for (int k = 0; k < 4; ++k) pk[k] = __vmaxu2(pk[k], __shfl_xor_sync(0xFFFFFFFFu, pk[k], o));
+#pragma unroll
+    for (int i = 0; i < 8; ++i) rmax[i] = ((pk[i >> 1] >> (16 * (i & 1))) & 0xFFFFu) << 16;
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      std::uint32_t m = 0;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) m = max(m, abs_f32(x.x[i][j]));
+      rmax[i] = m;
+    }
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) rmax[i] = max(rmax[i], __shfl_xor_sync(0xFFFFFFFFu, rmax[i], o));
+  }
+
+  // Column code words of this thread: cw[j][0] rows 0..3, cw[j][1] rows 4..7 (bytes = rows).
+  std::uint32_t cw[8][2];
+  const bool want_a = a_codes != nullptr, want_b = b_codes != nullptr;
+
+  if constexpr (kBlock) {
+    // 3a. 128x128: one amax for the tile.
+    std::uint32_t m = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) m = max(m, rmax[i]);
+    m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, 16));
+    if (lane == 0) s_wmax[w] = m;
+    __syncthreads();
+    std::uint32_t tm = s_wmax[0];
+#pragma unroll
+    for (int k = 1; k < 8; ++k) tm = max(tm, s_wmax[k]);
+    const ScalePair sp = rule_scale(__uint_as_float(tm), rule, eps, kBf16);
+    if (t == 0) a_si[std::size_t(blockIdx.x) * scols + cb] = sp.si;
+    std::uint32_t rw[8][2];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      rw[i][0] = x.row_word(i, 0, sp.factor);
+      rw[i][1] = x.row_word(i, 4, sp.factor);
+    }
+    if (want_a) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        if (std::uint32_t(rbase + i) >= rt.row_count || c >= K) continue;
+        std::uint8_t* dst = a_codes + std::size_t(rt.row_begin + rbase + i) * K + c;
+        if (K % 8 == 0 && c + 8 <= K) {
+          *reinterpret_cast<uint2*>(dst) = make_uint2(rw[i][0], rw[i][1]);
+        } else {
+          for (int b = 0; b < 8; ++b)
+            if (c + b < K) dst[b] = std::uint8_t(rw[i][b >> 2] >> (8 * (b & 3)));
+        }
+      }
+    }
+    if (want_b) {
+#pragma unroll
+      for (int k = 0; k < 2; ++k)      // column group 4k..4k+3
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {  // rows 4hh..4hh+3
+          std::uint32_t o[4];
+          transpose4x4(rw[4 * hh][k], rw[4 * hh + 1][k], rw[4 * hh + 2][k], rw[4 * hh + 3][k], o);
+#pragma unroll
+          for (int q = 0; q < 4; ++q) cw[4 * k + q][hh] = o[q];
+        }
+    }
+  } else {
+    // 3b. 1x128 rowwise.
+    if (want_a) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const ScalePair sp = rule_scale(__uint_as_float(rmax[i]), rule, eps, kBf16);
+        if (std::uint32_t(rbase + i) >= rt.row_count || c >= K) continue;
+        const std::size_t row = rt.row_begin + rbase + i;
+        if (L == 0) a_si[row * scols + cb] = sp.si;
+        const std::uint32_t lo = x.row_word(i, 0, sp.factor), hi = x.row_word(i, 4, sp.factor);
+        std::uint8_t* dst = a_codes + row * K + c;
+        if (K % 8 == 0 && c + 8 <= K) {
+          *reinterpret_cast<uint2*>(dst) = make_uint2(lo, hi);
+        } else {
+          for (int b = 0; b < 8; ++b)
+            if (c + b < K) dst[b] = std::uint8_t((b < 4 ? lo : hi) >> (8 * (b & 3)));
+        }
+      }
+    }
+    // 3c. 128x1 columnwise: column maxima over the thread's 8 rows, the two halves, then the 8 warps.
+    if (want_b) {
+      if constexpr (kBf16) {
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          std::uint32_t m = abs_bf16x2(x.x[0][u]);
+#pragma unroll
+          for (int i = 1; i < 8; ++i) m = __vmaxu2(m, abs_bf16x2(x.x[i][u]));
+          m = __vmaxu2(m, __shfl_xor_sync(0xFFFFFFFFu, m, 16));
+          if (h == 0) {
+            s_cmax[w][L * 8 + 2 * u] = (m & 0xFFFFu) << 16;
+            s_cmax[w][L * 8 + 2 * u + 1] = m & 0xFFFF0000u;
+          }
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          std::uint32_t m = 0;
+#pragma unroll
+          for (int i = 0; i < 8; ++i) m = max(m, abs_f32(x.x[i][j]));
+          m = max(m, __shfl_xor_sync(0xFFFFFFFFu, m, 16));
+          if (h == 0) s_cmax[w][L * 8 + j] = m;
+        }
+      }
+      __syncthreads();
+      if (t < kSatTile) {
+        std::uint32_t m = s_cmax[0][t];
+#pragma unroll
+        for (int k = 1; k < 8; ++k) m = max(m, s_cmax[k][t]);
+        const ScalePair sp = rule_scale(__uint_as_float(m), rule, eps, kBf16);
+        s_cf[t] = sp.factor;
+        if (col0 + t < K) b_si[std::size_t(blockIdx.x) * K + col0 + t] = sp.si;
+      }
+      __syncthreads();
+      const float4 f0 = *reinterpret_cast<const float4*>(&s_cf[L * 8]);
+      const float4 f1 = *reinterpret_cast<const float4*>(&s_cf[L * 8 + 4]);
+      const float cf[8] = {f0.x, f0.y, f0.z, f0.w, f1.x, f1.y, f1.z, f1.w};
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        cw[j][0] = x.col_word(j, 0, cf[j]);
+        cw[j][1] = x.col_word(j, 4, cf[j]);
+      }
+    }
+  }
+
+  // 4. Column copy: stage [column][rows] in shared memory, then 16-byte stores of full 128-byte lines.
+  if (want_b) {
+    const int unit = (2 * w + h) ^ L;  // this thread's 8 rows are 8-byte unit 2w + h of each of its columns
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      *reinterpret_cast<uint2*>(&s_out[(L * 8 + j) * kSatTile + unit * 8]) = make_uint2(cw[j][0], cw[j][1]);
+    __syncthreads();
+    const bool vec = M % 16 == 0 && rt.row_begin % 16 == 0;
+#pragma unroll
+    for (int it = 0; it < 4; ++it) {
+      const int i = t + kThreads * it, cc = i >> 3, j = i & 7;
+      const std::size_t col = col0 + cc;
+      const std::uint32_t r0 = std::uint32_t(j * 16);
+      if (col >= K || r0 >= rt.row_count) continue;
+      const int f = (cc >> 3) & 15;
+      uint4 v = *reinterpret_cast<const uint4*>(&s_out[cc * kSatTile + ((2 * j) ^ (f & ~1)) * 8]);
+      if (f & 1) v = make_uint4(v.z, v.w, v.x, v.y);
+      std::uint8_t* dst = b_codes + col * M + rt.row_begin + r0;
+      if (vec && r0 + 16 <= rt.row_count) {
+        *reinterpret_cast<uint4*>(dst) = v;
+      } else {
+        const std::uint32_t wv[4] = {v.x, v.y, v.z, v.w};
+        for (std::uint32_t b = 0; b < 16 && r0 + b < rt.row_count; ++b)
+          dst[b] = std::uint8_t(wv[b >> 2] >> (8 * (b & 3)));
+      }
+    }
+  }
+}
+
+template <bool kBf16, bool kBlock>
+cudaError_t launch_v2(const void* x, std::size_t rows, std::size_t cols, const RowTile* tiles, std::size_t n_tiles,
+                      QuantV2Params p, std::uint8_t* ac, float* as, std::uint8_t* bc, float* bs, cudaStream_t s) {
+  const dim3 grid(unsigned(n_tiles), unsigned((cols + kSatTile - 1) / kSatTile));
+  quant_e4m3_v2_kernel<kBf16, kBlock><<<grid, kThreads, 0, s>>>(x, rows, cols, tiles, std::uint32_t(p.rule), p.eps,
+                                                                ac, as, bc, bs);
+  return cudaGetLastError();
+}
+
 __global__ void dequant_e4m3_1x128_kernel(const std::uint8_t* __restrict__ codes, const float* __restrict__ si,
                                           std::size_t rows, std::size_t cols, float* __restrict__ out) {
   const std::size_t n = rows * cols, scols = (cols + kSatTile - 1) / kSatTile;
@@ -243,6 +554,23 @@ cudaError_t quant_e4m3_1x128_128x1_te(const void* d_x, QuantInput input, std::si
                   d_row_codes, d_row_si, d_col_codes, d_col_si, s);
   return launch(LoadF32{static_cast<const float*>(d_x)}, rows, cols, d_tiles, n_tiles, p, false, d_row_codes,
                 d_row_si, d_col_codes, d_col_si, s);
+}
+
+cudaError_t quant_e4m3_v2(const void* d_x, QuantInput input, std::size_t rows, std::size_t cols,
+                          const RowTile* d_tiles, std::size_t n_tiles, QuantGranularity g, QuantV2Params p,
+                          std::uint8_t* d_a_codes, float* d_a_si, std::uint8_t* d_b_codes, float* d_b_si,
+                          cudaStream_t s) {
+  static_assert(std::uint32_t(QuantRule::te_fp32) == kRuleTeFp32 && std::uint32_t(QuantRule::te_pow2) == kRuleTePow2 &&
+                std::uint32_t(QuantRule::paper_swiglu) == kRuleSwiglu);
+  if (n_tiles == 0 || cols == 0 || (!d_a_codes && !d_b_codes)) return cudaSuccess;
+  const bool block = g == QuantGranularity::g128x128;
+  if ((block && !d_a_si) || (!block && ((d_a_codes && !d_a_si) || (d_b_codes && !d_b_si))))
+    return cudaErrorInvalidValue;
+  const bool bf16 = input == QuantInput::bf16;
+  if (bf16) return block ? launch_v2<true, true>(d_x, rows, cols, d_tiles, n_tiles, p, d_a_codes, d_a_si, d_b_codes, d_b_si, s)
+                         : launch_v2<true, false>(d_x, rows, cols, d_tiles, n_tiles, p, d_a_codes, d_a_si, d_b_codes, d_b_si, s);
+  return block ? launch_v2<false, true>(d_x, rows, cols, d_tiles, n_tiles, p, d_a_codes, d_a_si, d_b_codes, d_b_si, s)
+               : launch_v2<false, false>(d_x, rows, cols, d_tiles, n_tiles, p, d_a_codes, d_a_si, d_b_codes, d_b_si, s);
 }
 
 cudaError_t transpose_naive_e4m3_1x128(const std::uint8_t* d_codes, const float* d_si, std::size_t rows,

@@ -1,14 +1,12 @@
 #include "formats/cpu_features.hpp"
 #include "formats/batch.hpp"
+#include "formats/parallel_chunks.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <stdexcept>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <utility>
 
 namespace fp8flow {
 
@@ -29,22 +27,10 @@ namespace {
 
 constexpr std::size_t kChunk = 1 << 16;  // elements per parallel task: large enough to amortise, L2-sized
 
-// Run body(begin, end) over [0, n) in chunks, across threads when the input is large.
+// Run body(begin, end) over [0, n) in chunks, across threads when the input is large (> 4 chunks).
 template <class Body>
 void parallel_chunks(std::size_t n, int threads, Body&& body) {
-  if (n <= 4 * kChunk || threads == 1) {
-    body(std::size_t{0}, n);
-    return;
-  }
-  const auto chunks = static_cast<long long>((n + kChunk - 1) / kChunk);
-#ifdef _OPENMP
-  const int t = threads > 0 ? threads : omp_get_max_threads();
-#pragma omp parallel for schedule(static) num_threads(t)
-#endif
-  for (long long c = 0; c < chunks; ++c) {
-    const std::size_t b = std::size_t(c) * kChunk;
-    body(b, std::min(n, b + kChunk));
-  }
+  fp8flow::parallel_chunks(n, kChunk, 4 * kChunk + 1, threads, std::forward<Body>(body));
 }
 
 void check_sizes(const FormatSpec& f, std::size_t in, std::size_t out, int code_bits, const char* what) {

@@ -18,6 +18,7 @@
 #include "reference/dataflow.hpp"
 #include "reference/gemm.hpp"
 #include "reference/moe_layer.hpp"
+#include "reference/train.hpp"
 
 namespace fp8flow::io {
 
@@ -32,6 +33,9 @@ const std::vector<ExperimentKind>& experiment_kinds() {
       {"gemm_accum_study", "FP8 GEMM accumulation models against the exact model (PAPER.md 5)", true, ""},
       {"moe_dataflows", "the five-dataflow comparison of one MoE layer forward+backward vs fp64 (PAPER.md 2)", true,
        ""},
+      {"train", "a small MoE language model trained under one dataflow: loss curve, gradient error vs the fp64 "
+                "golden layer, cast and router statistics (docs/training.md)",
+       true, ""},
   };
   return kinds;
 }
@@ -200,7 +204,32 @@ const std::vector<ParamSpec>& param_specs(std::string_view kind) {
       {"accum", "fp32_seq", fmt::format("one of {} (every FP8 GEMM)", kAccumModelNames),
        one_of(split_names(kAccumModelNames))},
   });
+  // train: 0 (or -1 for sample_every) means the preset's value; resolve_preset() fills it in, so the stored
+  // params (and the hash) hold the values the run used.
+  static const std::vector<ParamSpec> train = with_common({
+      {"preset", "tiny", fmt::format("one of {}", train::kTrainPresetNames), one_of(split_names(train::kTrainPresetNames))},
+      {"dataflow", "bf16", fmt::format("one of {}", train::kTrainDataflowNames),
+       one_of(split_names(train::kTrainDataflowNames))},
+      {"transpose", "paper_kernel", "one of paper_kernel, exact (fp8_flow's scaling-aware transposes)",
+       one_of({"paper_kernel", "exact"})},
+      {"steps", 0, "an integer >= 0 (0: the preset's)", integer_in(0, 1 << 24)},
+      {"layers", 0, "an integer >= 0 (0: the preset's)", integer_in(0, 64)},
+      {"experts", 0, "an integer >= 0 (0: the preset's)", integer_in(0, 1 << 10)},
+      {"topk", 0, "an integer >= 0 (0: the preset's)", integer_in(0, 1 << 10)},
+      {"hidden", 0, "an integer >= 0 (0: the preset's)", integer_in(0, 1 << 14)},
+      {"ffn", 0, "an integer >= 0 (0: the preset's)", integer_in(0, 1 << 14)},
+      {"seq", 0, "an integer >= 0 (0: the preset's; >= 2 otherwise)", integer_in(0, 1 << 16)},
+      {"batch", 0, "an integer >= 0 (0: the preset's)", integer_in(0, 1 << 16)},
+      {"lr", 0.0, "a number >= 0 (0: the preset's peak learning rate)", number_at_least(0.0)},
+      {"sample_every", -1, "an integer >= -1 (-1: the preset's; 0: no sampled steps)", integer_in(-1, 1 << 24)},
+      {"corpus", "data/cmake-manuals.txt", "a file path (relative: from the working directory or the repository)",
+       [](const toml::node& n) -> std::optional<json> {
+         if (!n.is_string() || n.as_string()->get().empty()) return std::nullopt;
+         return json(n.as_string()->get());
+       }},
+  });
   static const std::vector<ParamSpec> none;
+  if (kind == "train") return train;
   if (kind == "transpose_study") return transpose;
   if (kind == "gemm_accum_study") return gemm;
   if (kind == "moe_dataflows") return moe;
@@ -369,9 +398,32 @@ StudyDef read_study(const Parser& p, const std::string& kind_where, const toml::
   return s;
 }
 
+// train: the preset's values for the parameters left at 0 (-1 for sample_every).
+void resolve_train_params(json& params) {
+  const train::TrainConfig c = train::preset_config(params["preset"].get<std::string>());
+  auto fill = [&](const char* key, json value, json unset) {
+    if (params[key] == unset) params[key] = std::move(value);
+  };
+  fill("steps", c.steps, 0);
+  fill("layers", c.layers, 0);
+  fill("experts", c.experts, 0);
+  fill("topk", c.topk, 0);
+  fill("hidden", c.hidden, 0);
+  fill("ffn", c.ffn, 0);
+  fill("seq", c.seq, 0);
+  fill("batch", c.batch, 0);
+  fill("sample_every", c.sample_every, -1);
+  if (params["lr"].get<double>() == 0.0) params["lr"] = c.lr;
+}
+
 // Consistency of one resolved run. Returns the key to blame and the message, or nullopt.
 std::optional<std::pair<std::string, std::string>> cross_check(const std::string& kind, const json& params) {
-  if (kind == "transpose_study") {
+  if (kind == "train") {
+    if (params["topk"].get<std::int64_t>() > params["experts"].get<std::int64_t>())
+      return std::pair{std::string("topk"), fmt::format("top-k {} exceeds the {} experts", params["topk"].dump(),
+                                                        params["experts"].dump())};
+    if (params["seq"].get<std::int64_t>() < 2) return std::pair{std::string("seq"), std::string("seq must be >= 2")};
+  } else if (kind == "transpose_study") {
     const auto rows = params["shape"][0].get<std::int64_t>();
     const auto& groups = params["groups"];
     if (!groups.empty()) {
@@ -427,6 +479,7 @@ void expand(const Parser& p, const StudyDef& s, Experiment& e, std::set<std::str
         params[s.axes[a].keys[k]] = s.axes[a].values[idx[a]][k].first;
         origin[s.axes[a].keys[k]] = s.axes[a].values[idx[a]][k].second;
       }
+    if (s.kind == "train") resolve_train_params(params);
     if (auto bad = cross_check(s.kind, params)) {
       const toml::node* at = origin.count(bad->first) ? origin[bad->first] : s.kind_node;
       p.fail(at->source(), fmt::format("{} ({}): {}", bad->first, s.kind,
@@ -476,6 +529,11 @@ std::string run_label(const RunSpec& r) {
                        p["shape"][2].get<long long>(), p["format"].get<std::string>(),
                        p["a_granularity"].get<std::string>(), p["b_granularity"].get<std::string>(),
                        p["seed"].get<long long>(), p["fast_accum"].get<bool>() ? " fast_accum" : "");
+  if (r.kind == "train") {
+    std::string s = p["dataflow"].get<std::string>();
+    if (s == "fp8_flow") s += "(" + p["transpose"].get<std::string>() + ")";
+    return fmt::format("{} seed={}", s, p["seed"].get<long long>());
+  }
   if (r.kind == "moe_dataflows") {
     std::string s = fmt::format("moe {}", p["preset"].get<std::string>());
     if (p["tokens"].get<long long>() > 0) s += fmt::format(" tokens={}", p["tokens"].get<long long>());

@@ -15,15 +15,16 @@ std::string format_duration(double s) {
   return fmt::format("{}:{:02}", t / 60, t % 60);
 }
 
-std::string Progress::render(std::size_t done, std::size_t total, double elapsed, double eta, int width) {
+std::string Progress::render(std::size_t done, std::size_t total, double elapsed, double eta, int width,
+                             std::string_view unit) {
   const std::size_t filled = total ? done * std::size_t(width) / total : std::size_t(width);
-  return fmt::format("[{}{}] {:>{}}/{} runs  {} elapsed  ETA {}", std::string(filled, '#'),
-                     std::string(std::size_t(width) - filled, '.'), done, fmt::formatted_size("{}", total), total,
+  return fmt::format("[{}{}] {:>{}}/{} {}  {} elapsed  ETA {}", std::string(filled, '#'),
+                     std::string(std::size_t(width) - filled, '.'), done, fmt::formatted_size("{}", total), total, unit,
                      format_duration(elapsed), done >= total ? "0:00" : format_duration(eta));
 }
 
-Progress::Progress(std::size_t total, std::size_t skipped, bool quiet)
-    : total_(total), skipped_(skipped), enabled_(!quiet && ::isatty(STDOUT_FILENO)),
+Progress::Progress(std::size_t total, std::size_t skipped, bool quiet, std::string unit)
+    : total_(total), skipped_(skipped), unit_(std::move(unit)), enabled_(!quiet && ::isatty(STDOUT_FILENO)),
       start_(std::chrono::steady_clock::now()) {
   update(0);
 }
@@ -38,7 +39,7 @@ void Progress::update(std::size_t done_now) {
   last_draw_ = now;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   const double eta = done_now ? elapsed / double(done_now) * double(total_ - done) : NAN;
-  std::fputs(("\r" + render(done, total_, elapsed, eta, 30) + "\033[K").c_str(), stdout);
+  std::fputs(("\r" + render(done, total_, elapsed, eta, 30, unit_) + "\033[K").c_str(), stdout);
   std::fflush(stdout);
   drawn_ = true;
 }

@@ -5,22 +5,26 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <string_view>
 
 namespace fp8flow::io {
 
 class Progress {
  public:
   // `skipped` runs (already complete) count as done but not toward the ETA's rate.
-  Progress(std::size_t total, std::size_t skipped, bool quiet);
+  // `unit`: what is counted ("runs"; `fp8flow train` counts training steps).
+  Progress(std::size_t total, std::size_t skipped, bool quiet, std::string unit = "runs");
   ~Progress();  // ends the line if one was drawn
   void update(std::size_t done_now);  // runs finished in this process so far
   void finish();
   bool enabled() const { return enabled_; }
   // The text of the bar (without '\r'), for tests.
-  static std::string render(std::size_t done, std::size_t total, double elapsed_s, double eta_s, int width);
+  static std::string render(std::size_t done, std::size_t total, double elapsed_s, double eta_s, int width,
+                            std::string_view unit = "runs");
 
  private:
   std::size_t total_, skipped_;
+  std::string unit_;
   bool enabled_, drawn_ = false;
   std::chrono::steady_clock::time_point start_, last_draw_{};
 };

@@ -231,6 +231,8 @@ void write_run_attrs(H5::Group& g, const RunRecord& r) {
   write_attr(g, "label", r.label);
   write_attr(g, "summary", r.summary);
   write_attr(g, "params_json", r.params.dump());
+  for (const auto& [k, v] : r.attrs.items()) write_attr(g, k, v);
+  if (!r.attrs.empty()) write_attr(g, "attrs_json", r.attrs.dump());
   const Provenance& p = r.provenance;
   write_attr(g, "fp8flow_version", p.fp8flow_version);
   write_attr(g, "git_commit", p.git_commit);
@@ -480,6 +482,7 @@ Provenance Provenance::of_this_build() {
 std::vector<std::uint8_t> serialize(const RunRecord& r) {
   json j = {{"hash", r.hash}, {"kind", r.kind}, {"experiment", r.experiment}, {"label", r.label},
             {"summary", r.summary}, {"params", r.params}, {"provenance", provenance_json(r.provenance)}};
+  if (!r.attrs.empty()) j["attrs"] = r.attrs;
   for (const Table& t : r.tables) j["tables"].push_back(table_to_wire(t));
   for (const Table& t : r.histograms) j["histograms"].push_back(table_to_wire(t));
   for (const Tensor& t : r.tensors) {
@@ -502,6 +505,7 @@ RunRecord deserialize(std::span<const std::uint8_t> bytes) {
     r.summary = j.at("summary");
     r.params = j.at("params");
     r.provenance = provenance_from_json(j.at("provenance"));
+    if (j.contains("attrs")) r.attrs = j["attrs"];
     if (j.contains("tables"))
       for (const auto& t : j["tables"]) r.tables.push_back(table_from_wire(t));
     if (j.contains("histograms"))
@@ -526,6 +530,7 @@ json to_json(const RunRecord& r) {
   json j = {{"hash", r.hash}, {"kind", r.kind}, {"experiment", r.experiment}, {"label", r.label},
             {"summary", r.summary}, {"params", r.params}, {"provenance", provenance_json(r.provenance)},
             {"tables", json::object()}, {"histograms", json::object()}, {"tensors", json::object()}};
+  if (!r.attrs.empty()) j["attrs"] = r.attrs;
   for (const Table& t : r.tables) j["tables"][t.name] = table_to_json(t);
   for (const Table& t : r.histograms) j["histograms"][t.name] = table_to_json(t);
   for (const Tensor& t : r.tensors)
@@ -621,6 +626,10 @@ RunRecord ResultsFile::read(const std::string& hash, bool with_tensors) const {
     p.start_time = read_string_attr(g, "start_time", where);
     p.end_time = read_string_attr(g, "end_time", where);
     p.threads = read_attr(g, "threads", where).get<std::int64_t>();
+    if (g.attrExists("attrs_json")) {
+      r.attrs = json::parse(read_string_attr(g, "attrs_json", where), nullptr, false);
+      if (r.attrs.is_discarded()) throw InputError(fmt::format("{}: attribute 'attrs_json' is not JSON", where));
+    }
     for (const char* sub : {"tables", "histograms"}) {
       if (!g.nameExists(sub)) throw InputError(fmt::format("{}: missing group '{}'", where, sub));
       const H5::Group tg = g.openGroup(sub);

@@ -64,6 +64,9 @@ std::string iso8601_utc_now();
 struct RunRecord {
   std::string hash, kind, experiment, label, summary;
   nlohmann::json params = nlohmann::json::object();  // resolved parameters (see io/experiment.hpp)
+  // Result attributes of the run (scalars, e.g. train's final_loss): HDF5 attributes of /runs/<hash>
+  // beside the params, and all of them as JSON in `attrs_json`.
+  nlohmann::json attrs = nlohmann::json::object();
   Provenance provenance;
   std::vector<Table> tables, histograms;
   std::vector<Tensor> tensors;

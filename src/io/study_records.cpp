@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <mutex>
+
+#include <omp.h>
 
 #include "io/errors.hpp"
 #include "reference/dataflow.hpp"
@@ -337,9 +340,135 @@ void moe_run(const RunSpec& spec, int threads, RunRecord& rec) {
   rec.summary = summary;
 }
 
+// ---- train -----------------------------------------------------------------------------------------
+// The tables of docs/results-format.md ("train"): steps, grad_error, layer_error, casts, router.
+void train_run(const RunSpec& spec, int /*threads*/, RunRecord& rec, const std::function<void(double)>& on_progress) {
+  // One thread per training run, whatever --threads says: at these tensor sizes the executor's OpenMP regions
+  // (and Eigen's) cost more than they gain (measured: 60 quickstart steps took 35 s with 2 threads on a busy
+  // 2-core machine, 3 s with one). `fp8flow train` runs several trainings at once instead. The results do
+  // not depend on it either way.
+  struct OneThread {
+    int saved = omp_get_max_threads();
+    OneThread() { omp_set_num_threads(1); }
+    ~OneThread() { omp_set_num_threads(saved); }
+  } one_thread;
+  rec.provenance.threads = 1;
+  const train::TrainConfig c = train_config(spec, 1);
+  const train::TrainResult r = train::train(c, [&](int step) {
+    if (on_progress) on_progress(double(step + 1) / double(c.steps));
+  });
+  auto ints = [](const auto& rows, auto get) {
+    std::vector<std::int64_t> v;
+    for (const auto& x : rows) v.push_back(std::int64_t(get(x)));
+    return v;
+  };
+  auto reals = [](const auto& rows, auto get) {
+    std::vector<double> v;
+    for (const auto& x : rows) v.push_back(get(x));
+    return v;
+  };
+  auto texts = [](const auto& rows, auto get) {
+    std::vector<std::string> v;
+    for (const auto& x : rows) v.push_back(get(x));
+    return v;
+  };
+  using train::StepLog, train::GradErrorLog, train::LayerErrorLog, train::CastLog, train::RouterLog;
+  Table steps;
+  steps.name = "steps";
+  steps.description = "every training step: mean next-byte cross-entropy of the step's batch (before the update), the "
+                      "learning rate used, the global gradient norm before clipping";
+  steps.add("step", "index", ints(r.steps, [](const StepLog& x) { return x.step; }));
+  steps.add("loss", "value", reals(r.steps, [](const StepLog& x) { return x.loss; }));
+  steps.add("lr", "value", reals(r.steps, [](const StepLog& x) { return x.lr; }));
+  steps.add("grad_norm", "value", reals(r.steps, [](const StepLog& x) { return x.grad_norm; }));
+  steps.attrs = {{"final_loss", r.final_loss}, {"diverged_step", r.diverged_step}, {"corpus", r.corpus_path},
+                 {"corpus_bytes", r.corpus_bytes}, {"parameters", r.parameters}, {"tokens_per_step", c.batch * c.seq}};
+  rec.tables.push_back(std::move(steps));
+
+  Table ge;
+  ge.name = "grad_error";
+  ge.description = "sampled steps: each MoE layer's gradients (dx, dw1, dw2, dwr) in this dataflow against the fp64 "
+                   "golden layer run on the same input, weights and upstream gradient; expert -1 = whole tensor, else "
+                   "the expert's rows";
+  ge.add("step", "index", ints(r.grad_error, [](const GradErrorLog& x) { return x.step; }));
+  ge.add("layer", "index", ints(r.grad_error, [](const GradErrorLog& x) { return x.layer; }));
+  ge.add("tensor", "", texts(r.grad_error, [](const GradErrorLog& x) { return x.tensor; }));
+  ge.add("expert", "index", ints(r.grad_error, [](const GradErrorLog& x) { return x.expert; }));
+  ge.add("sqnr_db", "dB", reals(r.grad_error, [](const GradErrorLog& x) { return x.sqnr_db; }));
+  ge.add("rel_err", "1", reals(r.grad_error, [](const GradErrorLog& x) { return x.rel_err; }));
+  rec.tables.push_back(std::move(ge));
+
+  Table le;
+  le.name = "layer_error";
+  le.description = "sampled steps: each MoE layer's output y and input gradient dx against the fp64 golden layer on "
+                   "the same input, weights and upstream gradient (error growth through depth)";
+  le.add("step", "index", ints(r.layer_error, [](const LayerErrorLog& x) { return x.step; }));
+  le.add("layer", "index", ints(r.layer_error, [](const LayerErrorLog& x) { return x.layer; }));
+  le.add("tensor", "", texts(r.layer_error, [](const LayerErrorLog& x) { return x.tensor; }));
+  le.add("sqnr_db", "dB", reals(r.layer_error, [](const LayerErrorLog& x) { return x.sqnr_db; }));
+  le.add("rel_err", "1", reals(r.layer_error, [](const LayerErrorLog& x) { return x.rel_err; }));
+  rec.tables.push_back(std::move(le));
+
+  Table ca;
+  ca.name = "casts";
+  ca.description = "sampled steps, fp8 dataflows: every cast step writing an fp8 tensor (named as in the dataflow "
+                   "graph): elements, fraction of nonzero inputs that became 0, fraction of codes at +-max or "
+                   "non-finite, log2 of scale_inv over the tensor's scales (padding scales 0 left out)";
+  ca.add("step", "index", ints(r.casts, [](const CastLog& x) { return x.step; }));
+  ca.add("layer", "index", ints(r.casts, [](const CastLog& x) { return x.layer; }));
+  ca.add("tensor", "", texts(r.casts, [](const CastLog& x) { return x.tensor; }));
+  ca.add("n", "count", ints(r.casts, [](const CastLog& x) { return x.n; }));
+  ca.add("underflow_frac", "1", reals(r.casts, [](const CastLog& x) { return x.underflow_frac; }));
+  ca.add("saturation_frac", "1", reals(r.casts, [](const CastLog& x) { return x.saturation_frac; }));
+  ca.add("scale_log2_min", "value", reals(r.casts, [](const CastLog& x) { return x.scale_log2_min; }));
+  ca.add("scale_log2_max", "value", reals(r.casts, [](const CastLog& x) { return x.scale_log2_max; }));
+  ca.add("scale_log2_mean", "value", reals(r.casts, [](const CastLog& x) { return x.scale_log2_mean; }));
+  rec.tables.push_back(std::move(ca));
+
+  Table ro;
+  ro.name = "router";
+  ro.description = "sampled steps: fraction of the step's routed token copies (tokens x top-k) sent to each expert";
+  ro.add("step", "index", ints(r.router, [](const RouterLog& x) { return x.step; }));
+  ro.add("layer", "index", ints(r.router, [](const RouterLog& x) { return x.layer; }));
+  ro.add("expert", "index", ints(r.router, [](const RouterLog& x) { return x.expert; }));
+  ro.add("load", "1", reals(r.router, [](const RouterLog& x) { return x.load; }));
+  rec.tables.push_back(std::move(ro));
+
+  rec.attrs = {{"final_loss", r.final_loss}, {"diverged_step", r.diverged_step}};
+  double worst_dw = std::numeric_limits<double>::infinity();
+  for (const auto& g : r.grad_error)
+    if (g.expert < 0 && g.tensor != "dx") worst_dw = std::min(worst_dw, g.sqnr_db);
+  rec.summary = r.diverged_step >= 0
+                    ? fmt::format("diverged at step {}", r.diverged_step)
+                    : fmt::format("final_loss {:.4f}; worst wgrad sqnr_dB {:.1f}", r.final_loss, worst_dw);
+}
+
 }  // namespace
 
-RunRecord execute_run(const RunSpec& spec, const std::string& experiment, int threads) {
+train::TrainConfig train_config(const RunSpec& spec, int threads) {
+  const auto& p = spec.params;
+  train::TrainConfig c = train::preset_config(p.at("preset").get<std::string>());
+  c.dataflow = p.at("dataflow").get<std::string>();
+  c.transpose = parse_transpose_method(p.at("transpose").get<std::string>());
+  c.seed = p.at("seed").get<std::uint64_t>();
+  c.steps = p.at("steps").get<int>();
+  c.layers = p.at("layers").get<std::size_t>();
+  c.experts = p.at("experts").get<std::size_t>();
+  c.topk = p.at("topk").get<std::size_t>();
+  c.hidden = p.at("hidden").get<std::size_t>();
+  c.ffn = p.at("ffn").get<std::size_t>();
+  c.seq = p.at("seq").get<std::size_t>();
+  c.batch = p.at("batch").get<std::size_t>();
+  c.lr = p.at("lr").get<double>();
+  c.sample_every = p.at("sample_every").get<int>();
+  c.corpus = p.at("corpus").get<std::string>();
+  c.threads = threads;
+  train::check_config(c);
+  return c;
+}
+
+RunRecord execute_run(const RunSpec& spec, const std::string& experiment, int threads,
+                      const std::function<void(double)>& on_progress) {
   RunRecord rec;
   rec.hash = spec.hash;
   rec.kind = spec.kind;
@@ -352,6 +481,7 @@ RunRecord execute_run(const RunSpec& spec, const std::string& experiment, int th
   if (spec.kind == "transpose_study") transpose_run(spec, threads, rec);
   else if (spec.kind == "gemm_accum_study") gemm_run(spec, threads, rec);
   else if (spec.kind == "moe_dataflows") moe_run(spec, threads, rec);
+  else if (spec.kind == "train") train_run(spec, threads, rec, on_progress);
   else throw InputError(fmt::format("run {}: kind '{}' cannot run in this build", spec.hash, spec.kind));
   rec.provenance.end_time = iso8601_utc_now();
   return rec;

@@ -3,14 +3,21 @@
 // The record's content depends only on the RunSpec: never on `threads` or on which MPI rank ran it.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "io/experiment.hpp"
 #include "io/results_store.hpp"
+#include "reference/train.hpp"
 
 namespace fp8flow::io {
 
 // Runs `spec` and returns its record with provenance filled in (start/end time, threads, build).
-RunRecord execute_run(const RunSpec& spec, const std::string& experiment, int threads);
+// `on_progress(fraction)` (optional) is called as a long run advances (train: after every step).
+RunRecord execute_run(const RunSpec& spec, const std::string& experiment, int threads,
+                      const std::function<void(double)>& on_progress = {});
+
+// The training config of a resolved `train` run (io/experiment.cpp resolves the preset's values).
+train::TrainConfig train_config(const RunSpec& spec, int threads);
 
 }  // namespace fp8flow::io

@@ -4,11 +4,9 @@
 #include <stdexcept>
 
 #include "formats/cpu_features.hpp"
+#include "formats/parallel_chunks.hpp"
 #include "quant/quantize.hpp"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace fp8flow {
 
@@ -45,20 +43,10 @@ void quantize_into(std::span<const float> x, std::size_t rows, std::size_t cols,
       isa_generic::quantize_rows_1xn_te(*r.payload, p.overflow, x.data(), b, e, cols, n, pow2, p.eps, p.input,
                                         codes.data(), scale_inv.data(), scale_cols);
   };
-  constexpr std::size_t kRowsPerTask = 16;
-  if (threads == 1 || rows * cols < (std::size_t(1) << 18)) {
-    body(0, rows);
-    return;
-  }
-  const auto tasks = static_cast<long long>((rows + kRowsPerTask - 1) / kRowsPerTask);
-#ifdef _OPENMP
-  const int t = threads > 0 ? threads : omp_get_max_threads();
-#pragma omp parallel for schedule(static) num_threads(t)
-#endif
-  for (long long i = 0; i < tasks; ++i) {
-    const std::size_t b = std::size_t(i) * kRowsPerTask;
-    body(b, std::min(rows, b + kRowsPerTask));
-  }
+  // Tasks of 16 rows; inputs under 2^18 elements stay on the calling thread.
+  constexpr std::size_t kRowsPerTask = 16, kSerialElements = std::size_t(1) << 18;
+  const std::size_t serial_rows = cols == 0 ? rows + 1 : (kSerialElements + cols - 1) / cols;
+  parallel_chunks(rows, kRowsPerTask, serial_rows, threads, body);
 }
 
 QuantizedTensor quantize(std::span<const float> x, std::size_t rows, std::size_t cols, const QuantRecipe& r,

@@ -51,8 +51,14 @@ QuantParams default_params(ScaleRule r) {
 }
 
 float amax_fmaxf(std::span<const float> block) {
+  // Not std::fmax: glibc follows IEEE 754-2008 maxNum, where a *signaling* NaN operand makes the result NaN
+  // (and the fold then forgets everything before it). CUDA's fmaxf (PTX max.f32) returns the other operand
+  // for any NaN, quiet or signaling, which is what TE's amax kernels compute.
   float acc = 0.0f;
-  for (float x : block) acc = std::fmax(acc, std::fabs(x));
+  for (float x : block) {
+    const float a = std::fabs(x);
+    if (a > acc) acc = a;  // false for NaN
+  }
   return acc;
 }
 

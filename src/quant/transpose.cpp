@@ -1,5 +1,6 @@
 // Scaling-aware transposes (PAPER.md 3.5) and the double-quantizing naive path.
 #include "formats/cpu_features.hpp"
+#include "formats/parallel_chunks.hpp"
 #include "quant/transpose.hpp"
 
 #include <fmt/format.h>
@@ -9,8 +10,12 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 
 #include "formats/convert.hpp"
 #include "io/errors.hpp"
@@ -150,6 +155,8 @@ QuantizedTensor transpose_sat(const QuantizedTensor& in, const std::vector<std::
 }  // namespace golden
 
 // ---- Fast path: one 256-entry table per shift k, a tile buffer, and OpenMP over row tiles ----------
+// With AVX2 the table lookups are vpshufb (32 codes at a time) and the tile is transposed in 16x16 byte
+// blocks (transpose_fast_avx2.cpp); otherwise transpose_kernels.inc's scalar loop.
 #define FP8FLOW_DECLARE_ISA(NS)                                                                             \
   namespace NS {                                                                                            \
   void sat_tile_lut(const std::uint8_t*, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,   \
@@ -158,6 +165,11 @@ QuantizedTensor transpose_sat(const QuantizedTensor& in, const std::vector<std::
 FP8FLOW_DECLARE_ISA(isa_generic)
 FP8FLOW_DECLARE_ISA(isa_avx2)
 #undef FP8FLOW_DECLARE_ISA
+namespace isa_avx2 {  // transpose_fast_avx2.cpp: the same tile job with vpshufb lookups and 16x16 byte transposes
+void sat_xor_form(const std::uint8_t* t, std::uint8_t* x);
+void sat_tile_pshufb(const std::uint8_t*, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,
+                     const std::uint8_t* const*, const std::uint8_t* const*, std::uint8_t*, std::uint8_t*, std::size_t);
+}  // namespace isa_avx2
 
 namespace {
 
@@ -169,6 +181,7 @@ constexpr int kZeroRow = kMaxShift + 1;  // exact: a row with scale_inv 0 (value
 
 struct ShiftTables {
   std::vector<std::array<std::uint8_t, 256>> t;
+  std::vector<std::array<std::uint8_t, 256>> x;  // AVX2: t in the vpshufb form (isa_avx2::sat_xor_form)
   ShiftTables(const FormatSpec& f, TransposeMethod m, Rounding rounding) : t(kZeroRow + 1) {
     for (int k = 0; k <= kMaxShift; ++k)
       for (unsigned c = 0; c < 256; ++c)
@@ -178,8 +191,23 @@ struct ShiftTables {
     for (unsigned c = 0; c < 256; ++c)
       t[kZeroRow][c] = m == TransposeMethod::paper_kernel ? t[kMaxShift][c]
                                                            : sat_exact_code(f, std::uint8_t(c), 0.0f, 1.0f, rounding);
+    if (cpu_has_avx2()) {
+      x.resize(t.size());
+      for (std::size_t k = 0; k < t.size(); ++k) isa_avx2::sat_xor_form(t[k].data(), x[k].data());
+    }
   }
 };
+
+// The tables of (format, method, rounding), built once per process (they are pure functions of the three)
+// and kept: building them costs ~10^4 scalar conversions, as much as transposing a 512x512 tensor.
+const ShiftTables& shift_tables(const FormatSpec& f, TransposeMethod m, Rounding rounding) {
+  static std::mutex mu;
+  static std::map<std::tuple<const FormatSpec*, TransposeMethod, Rounding>, std::unique_ptr<const ShiftTables>> cache;
+  const std::lock_guard<std::mutex> lock(mu);
+  auto& t = cache[{&f, m, rounding}];
+  if (!t) t = std::make_unique<const ShiftTables>(f, m, rounding);
+  return *t;
+}
 
 int row_table(TransposeMethod m, float T, float si) {
   int k;
@@ -217,7 +245,7 @@ void transpose_sat_fast(const QuantizedTensor& in, const std::vector<std::size_t
   out.codes = std::move(codes);
   out.scale_inv = std::move(scales);
 
-  const ShiftTables tables(*in.recipe.payload, m, rounding);
+  const ShiftTables& tables = shift_tables(*in.recipe.payload, m, rounding);
   const std::size_t N = std::size_t(in.recipe.tile.cols), R = in.rows, C = in.cols;
   const auto ntiles = static_cast<long long>(g.row_tiles.size());
   const std::uint8_t* __restrict src = in.codes.data();
@@ -226,27 +254,27 @@ void transpose_sat_fast(const QuantizedTensor& in, const std::vector<std::size_t
   const auto body = [&](long long ti) {
     const Range rt = g.row_tiles[std::size_t(ti)];
     const std::size_t h = rt.size();
-    std::vector<const std::uint8_t*> lut(h);
-    std::vector<std::uint8_t> buf(N * h);
+    std::vector<const std::uint8_t*> lut(h), xlut(h);
+    std::vector<std::uint8_t> buf(2 * N * h);  // the AVX2 kernel uses a row-major and a column-major tile
     for (std::size_t cb = 0; cb < in.scale_cols; ++cb) {
       const std::size_t c0 = cb * N, w = std::min(C, c0 + N) - c0;
       const float T = tile_max_scale(in, rt, cb);
       for (std::size_t c = 0; c < w; ++c) tscale[std::size_t(ti) * C + c0 + c] = T;
-      for (std::size_t r = 0; r < h; ++r)
-        lut[r] = tables.t[row_table(m, T, in.scale_inv[(rt.begin + r) * in.scale_cols + cb])].data();
-      if (cpu_has_avx2()) isa_avx2::sat_tile_lut(src, C, rt.begin, h, c0, w, lut.data(), buf.data(), dst, R);
+      const bool avx2 = !tables.x.empty();
+      for (std::size_t r = 0; r < h; ++r) {
+        const int k = row_table(m, T, in.scale_inv[(rt.begin + r) * in.scale_cols + cb]);
+        lut[r] = tables.t[std::size_t(k)].data();
+        if (avx2) xlut[r] = tables.x[std::size_t(k)].data();
+      }
+      if (avx2) isa_avx2::sat_tile_pshufb(src, C, rt.begin, h, c0, w, lut.data(), xlut.data(), buf.data(), dst, R);
       else isa_generic::sat_tile_lut(src, C, rt.begin, h, c0, w, lut.data(), buf.data(), dst, R);
     }
   };
-  if (threads == 1 || R * C < (std::size_t(1) << 18)) {
-    for (long long ti = 0; ti < ntiles; ++ti) body(ti);
-    return;
-  }
-#ifdef _OPENMP
-  const int t = threads > 0 ? threads : omp_get_max_threads();
-#pragma omp parallel for schedule(static) num_threads(t)
-#endif
-  for (long long ti = 0; ti < ntiles; ++ti) body(ti);
+  // One row tile per task; tensors under 2^18 elements stay on the calling thread.
+  const std::size_t serial_below = R * C < (std::size_t(1) << 18) ? std::size_t(ntiles) + 1 : 0;
+  parallel_chunks(std::size_t(ntiles), 1, serial_below, threads, [&](std::size_t b, std::size_t e) {
+    for (std::size_t ti = b; ti < e; ++ti) body(static_cast<long long>(ti));
+  });
 }
 
 }  // namespace

@@ -686,7 +686,7 @@ struct Exec {
 void execute(const Dataflow& df, const Context& ctx, Env& env, const ExecOptions& o) {
   check_dataflow(df);
   Exec ex{df, ctx, env, o};
-  for (ex.index = 0; ex.index < df.steps.size(); ++ex.index) {
+  for (ex.index = o.first_step; ex.index < std::min(df.steps.size(), o.end_step); ++ex.index) {
     const Step& s = df.steps[ex.index];
     if (o.before_step) o.before_step(ex.index, env);
     ex.run_step(s, static_cast<long>(ex.index) == o.exact_step && is_cast(s));

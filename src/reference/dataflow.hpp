@@ -127,6 +127,9 @@ struct ExecOptions {
   long exact_step = -1;                          // replace this cast step by an exact one (attribution)
   bool shape_only = false;                       // track shapes and precisions only (traffic model)
   std::function<void(std::size_t, const Env&)> before_step, after_step;  // observers (traffic model)
+  // Run only the steps [first_step, end_step) (the whole graph is still checked): a training loop runs the
+  // forward part, then sets `dy` and runs the backward part on the same Env (reference/train.hpp).
+  std::size_t first_step = 0, end_step = static_cast<std::size_t>(-1);
 };
 
 struct Context {

@@ -19,15 +19,33 @@ std::string_view to_string(AccumModel m) {
     case AccumModel::fp32_pairwise: return "fp32_pairwise";
     case AccumModel::promote: return "promote";
     case AccumModel::hopper_fast: return "hopper_fast";
+    case AccumModel::h100: return "h100";
+    case AccumModel::h100_fast: return "h100_fast";
   }
   return "?";
 }
 
 AccumModel parse_accum_model(std::string_view s) {
   for (AccumModel m : {AccumModel::exact, AccumModel::fp32_seq, AccumModel::fp32_pairwise, AccumModel::promote,
-                       AccumModel::hopper_fast})
+                       AccumModel::hopper_fast, AccumModel::h100, AccumModel::h100_fast})
     if (to_string(m) == s) return m;
   throw InputError(fmt::format("accumulation model '{}': expected one of {}", s, kAccumModelNames));
+}
+
+AccumParams accum_preset_params(AccumModel m, const AccumParams& p) {
+  if (m != AccumModel::h100 && m != AccumModel::h100_fast) return p;
+  // Fitted to cuBLASLt 13 on an NVIDIA H100 80GB HBM3 by the accumulation probes (docs/gemm.md
+  // "Fitted presets", data/gemm_probes_h100.*, tests/test_gemm_probes.cpp).
+  AccumParams f;
+  f.promote_interval = 128;    // spread_* probes: smalls survive outside the 128-product interval of L
+  f.acc_fraction_bits = 13;    // spread_* (truncation of t to 2^(e-13)), random operands
+  f.group = 32;                // group_scan: all of k-block [640, 672) aligned together (one wgmma k = 32)
+  f.acc_in_alignment = true;   // group_scan, fast accumulation: s before the block is lost against +-L
+  f.truncate_result = true;    // random operands: the aligned sum keeps 1 + 13 significant bits
+  f.scale_order = 2;           // rand_* 1x128 x 1x128: RN(P * sa) then fma with sb matches more outputs
+  f.align_exponent_sum = true; // rand_*: aligning by ea + eb (not the normalised product) fixes the rest
+  f.fast_accum = m == AccumModel::h100_fast;
+  return f;
 }
 
 namespace gemm_detail {
@@ -82,7 +100,20 @@ float pairwise(const float* p, std::size_t n) {
 }
 
 // The partial sum of one scale block's products under model m (not `exact`).
-float block_partial(const float* p, std::size_t n, AccumModel m, const AccumParams& ap) {
+std::vector<int> operand_exponents(const GemmOperand& x, const std::vector<float>& v) {
+  std::vector<int> e(v.size());
+  const int emin = 1 - x.format->bias;
+  for (std::size_t i = 0; i < v.size(); ++i)
+    e[i] = (v[i] == 0.0f || !std::isfinite(v[i])) ? kNoExp : std::max(ilog2(v[i]), emin);
+  return e;
+}
+
+bool needs_exponents(AccumModel m, const AccumParams& p) {
+  return (m == AccumModel::hopper_fast || m == AccumModel::h100 || m == AccumModel::h100_fast) &&
+         accum_preset_params(m, p).align_exponent_sum;
+}
+
+float block_partial(const float* p, std::size_t n, AccumModel m, const AccumParams& ap, const int* esums) {
   const std::size_t nc = std::size_t(ap.promote_interval);
   switch (m) {
     case AccumModel::fp32_seq: {
@@ -107,38 +138,54 @@ float block_partial(const float* p, std::size_t n, AccumModel m, const AccumPara
       }
       return partial;
     }
-    case AccumModel::hopper_fast: {
+    case AccumModel::hopper_fast:
+    case AccumModel::h100:
+    case AccumModel::h100_fast: {
+      const AccumParams q = accum_preset_params(m, ap);
+      const std::size_t nci = std::size_t(q.promote_interval);
       float partial = 0.0f, acc = 0.0f;
-      const std::size_t g = std::size_t(ap.group);
+      const std::size_t g = std::size_t(q.group);
+      auto cut = [&](double x, double ulp) { return q.round_terms ? std::nearbyint(x / ulp) * ulp : trunc_to(x, ulp); };
       for (std::size_t b = 0; b < n; b += g) {
         const std::size_t e = std::min(n, b + g);
-        double maxabs = std::fabs(double(acc));
+        // The alignment exponent: the largest among the accumulator's and the products' (their own, or
+        // with align_exponent_sum the sum of their operands' exponents).
+        int emax = (q.acc_in_alignment && acc != 0.0f && std::isfinite(acc)) ? ilog2(acc) : kNoExp;
         bool finite = std::isfinite(acc);
         for (std::size_t k = b; k < e; ++k) {
-          maxabs = std::max(maxabs, std::fabs(double(p[k])));
           finite = finite && std::isfinite(p[k]);
+          if (p[k] == 0.0f || !std::isfinite(p[k])) continue;
+          emax = std::max(emax, (q.align_exponent_sum && esums) ? esums[k] : ilog2(p[k]));
         }
         if (!finite) {  // Inf/NaN operands: IEEE propagation
           double s = acc;
           for (std::size_t k = b; k < e; ++k) s += p[k];
           acc = static_cast<float>(s);
-        } else if (maxabs != 0.0) {
-          const double ulp = std::ldexp(1.0, ilog2(maxabs) - ap.acc_fraction_bits);
-          double s = trunc_to(acc, ulp);
-          for (std::size_t k = b; k < e; ++k) s += trunc_to(p[k], ulp);  // exact: all multiples of ulp
-          acc = rz_to_float(s);
+        } else if (emax != kNoExp) {
+          const double ulp = std::ldexp(1.0, emax - q.acc_fraction_bits);
+          double s = q.acc_in_alignment ? cut(acc, ulp) : double(acc);
+          for (std::size_t k = b; k < e; ++k) s += cut(p[k], ulp);  // exact: multiples of ulp (+ acc)
+          if (q.truncate_result) s = trunc_precision(s, q.acc_fraction_bits);
+          acc = q.acc_round_nearest ? static_cast<float>(s) : rz_to_float(s);
         }
-        const bool promote_now = !ap.fast_accum && ((e % nc) == 0 || e == n);
+        const bool promote_now = !q.fast_accum && ((e % nci) == 0 || e == n);
         if (promote_now) {
           partial = partial + acc;
           acc = 0.0f;
         }
       }
-      return ap.fast_accum ? acc : partial;
+      return q.fast_accum ? acc : partial;
     }
     case AccumModel::exact: break;
   }
   return std::numeric_limits<float>::quiet_NaN();
+}
+
+float scale_add(float partial, float sa, float sb, float total, int order, const GemmOperand& a,
+                const GemmOperand& b) {
+  if (order == 2) order = (a.gran == k1x128 && b.gran == k1x128) ? 1 : 0;
+  if (order == 1) return std::fma(partial * sa, sb, total);
+  return std::fma(partial, sa * sb, total);
 }
 
 // The exact model for output (i, j): integer block sums, binary128 scale combination, one rounding.
@@ -183,9 +230,13 @@ std::vector<float> gemm_golden(const GemmOperand& a, const GemmOperand& b, Accum
   check_gemm_operands(a, b);
   check_accum_params(p);
   const auto av = decode_operand(a), bv = decode_operand(b);
+  const bool ex = needs_exponents(m, p);
+  const std::vector<int> ea = ex ? operand_exponents(a, av) : std::vector<int>{},
+                         eb = ex ? operand_exponents(b, bv) : std::vector<int>{};
   const std::size_t bw = std::min(block_width(a), block_width(b));
   std::vector<float> out(a.rows * b.rows);
   std::vector<float> prod(bw);
+  std::vector<int> esum(ex ? bw : 0);
   for (std::size_t i = 0; i < a.rows; ++i)
     for (std::size_t j = 0; j < b.rows; ++j) {
       const float* ar = av.data() + i * a.k;
@@ -198,9 +249,14 @@ std::vector<float> gemm_golden(const GemmOperand& a, const GemmOperand& b, Accum
       for (std::size_t k0 = 0; k0 < a.k; k0 += bw) {
         const std::size_t n = std::min(a.k, k0 + bw) - k0;
         for (std::size_t k = 0; k < n; ++k) prod[k] = ar[k0 + k] * br[k0 + k];  // exact for <= 8-bit formats
-        const float partial = block_partial(prod.data(), n, m, p);
-        const float s = scale_at(a, i, k0) * scale_at(b, j, k0);
-        total = std::fma(partial, s, total);
+        if (ex)
+          for (std::size_t k = 0; k < n; ++k) {
+            const int x = ea[i * a.k + k0 + k], y = eb[j * b.k + k0 + k];
+            esum[k] = (x == kNoExp || y == kNoExp) ? kNoExp : x + y;
+          }
+        const float partial = block_partial(prod.data(), n, m, p, ex ? esum.data() : nullptr);
+        total = scale_add(partial, scale_at(a, i, k0), scale_at(b, j, k0), total,
+                          accum_preset_params(m, p).scale_order, a, b);
       }
       out[i * b.rows + j] = total;
     }
@@ -213,6 +269,8 @@ void check_accum_params(const AccumParams& p) {
   if (p.acc_fraction_bits < 1 || p.acc_fraction_bits > 40)
     throw InputError(fmt::format("gemm: acc_fraction_bits = {}: expected 1..40", p.acc_fraction_bits));
   if (p.group < 1) throw InputError(fmt::format("gemm: group = {}: expected >= 1", p.group));
+  if (p.scale_order < 0 || p.scale_order > 2)
+    throw InputError(fmt::format("gemm: scale_order = {}: expected 0, 1 or 2", p.scale_order));
 }
 
 }  // namespace fp8flow

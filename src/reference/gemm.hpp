@@ -27,8 +27,11 @@ enum class AccumModel {
   hopper_fast,    // tensor-core model: groups of `group` products aligned to the largest exponent (incl. the
                   // accumulator), truncated to acc_fraction_bits below it, summed exactly; promoted every N_C
                   // unless fast_accum (then never, for tensor scaling)
+  h100,           // hopper_fast with the parameters fitted to cuBLASLt on an H100, fast accumulation off
+  h100_fast,      // the same with CUBLASLT_MATMUL_DESC_FAST_ACCUM = 1 (docs/gemm.md "Fitted presets")
 };
-inline constexpr std::string_view kAccumModelNames = "exact, fp32_seq, fp32_pairwise, promote, hopper_fast";
+inline constexpr std::string_view kAccumModelNames =
+    "exact, fp32_seq, fp32_pairwise, promote, hopper_fast, h100, h100_fast";
 std::string_view to_string(AccumModel m);
 AccumModel parse_accum_model(std::string_view s);  // throws InputError listing the names
 
@@ -37,7 +40,23 @@ struct AccumParams {
   int acc_fraction_bits = 13;   // limited accumulator: fraction bits kept (~14 significant bits, DeepSeek-V3)
   int group = 4;                // hopper_fast: products per aligned group
   bool fast_accum = false;      // hopper_fast: never promote (cuBLASLt CUBLASLT_MATMUL_DESC_FAST_ACCUM = 1)
+  // hopper_fast refinements (fitted to the H100, docs/gemm.md):
+  bool acc_in_alignment = true; // the accumulator joins each group's alignment (else: the group's products are
+                                // aligned among themselves and their sum is added to the fp32 accumulator)
+  bool round_terms = false;     // aligned terms cut by round-to-nearest-even instead of truncation
+  bool acc_round_nearest = false;  // group result into the fp32 accumulator by RN instead of RZ
+  bool truncate_result = false; // the group's aligned sum is truncated to acc_fraction_bits below its own
+                                // leading bit (the accumulator keeps 1 + F significant bits; H100: yes)
+  bool align_exponent_sum = false;  // a product's alignment exponent is ea + eb of its operands (subnormals at
+                                    // 1 - bias), not its own exponent (one higher when the significands'
+                                    // product is >= 2): the hardware aligns before normalising products
+  // How a block's partial P meets the scales: 0: total = fma(P, RN(sa*sb), total); 1: total =
+  // fma(RN(P*sa), sb, total); 2: 1 where both operands are 1x128-scaled, else 0 (cuBLASLt on the H100).
+  int scale_order = 0;
 };
+
+// The parameters a model runs with: the fitted values for the presets h100 / h100_fast, else p unchanged.
+AccumParams accum_preset_params(AccumModel m, const AccumParams& p);
 
 // One operand: codes [rows, k] row-major, and COMPACT scale_inv over tiles of `gran` (tensor: 1 value;
 // 1x128: [rows, ceil(k/128)]; 128x128: [ceil(rows/128), ceil(k/128)]).
@@ -58,5 +77,13 @@ std::vector<float> gemm_golden(const GemmOperand& a, const GemmOperand& b, Accum
 // The fast path (blocked, vectorised, multi-threaded): bit-identical to gemm_golden.
 std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m, const AccumParams& p,
                         int threads = 0);
+
+// A-priori bound on |hardware output - exact| per output [M, N] (gemm_bounds.cpp, docs/gemm.md "Error
+// bound"): from K, the 128-element block maxima of each A and B row, the scales, the accumulator's fraction
+// bits, group size and promotion interval of p (fast_accum: no promotion inside a scale block), and the
+// output format (fp32 or bf16).
+// `exact`: the exact model's output if already computed (else computed here).
+std::vector<double> gemm_error_bound(const GemmOperand& a, const GemmOperand& b, const AccumParams& p,
+                                     bool bf16_out = false, const std::vector<float>* exact = nullptr);
 
 }  // namespace fp8flow

@@ -28,6 +28,9 @@ std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m
   check_accum_params(p);
   const std::size_t M = a.rows, N = b.rows, K = a.k;
   const auto av = decode_operand(a), bv = decode_operand(b);
+  const bool ex = needs_exponents(m, p);
+  const std::vector<int> ea = ex ? operand_exponents(a, av) : std::vector<int>{},
+                         eb = ex ? operand_exponents(b, bv) : std::vector<int>{};
   const std::size_t bw = std::min(block_width(a), block_width(b));
   const std::size_t nkb = (K + bw - 1) / bw;
   std::vector<float> out(M * N);
@@ -38,8 +41,9 @@ std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m
   (void)threads;
 #endif
 
+  const int so = accum_preset_params(m, p).scale_order;
   // Per-output scalar path (also the tails of the tiled kernel).
-  auto one = [&](std::size_t i, std::size_t j, float* prod) {
+  auto one = [&](std::size_t i, std::size_t j, float* prod, int* esum) {
     const float* ar = av.data() + i * K;
     const float* br = bv.data() + j * K;
     if (m == AccumModel::exact) return exact_output(ar, br, a, b, i, j, bw);
@@ -47,7 +51,13 @@ std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m
     for (std::size_t k0 = 0; k0 < K; k0 += bw) {
       const std::size_t n = std::min(K, k0 + bw) - k0;
       for (std::size_t k = 0; k < n; ++k) prod[k] = ar[k0 + k] * br[k0 + k];
-      total = std::fma(block_partial(prod, n, m, p), scale_at(a, i, k0) * scale_at(b, j, k0), total);
+      if (ex)
+        for (std::size_t k = 0; k < n; ++k) {
+          const int x = ea[i * K + k0 + k], y = eb[j * K + k0 + k];
+          esum[k] = (x == kNoExp || y == kNoExp) ? kNoExp : x + y;
+        }
+      total = scale_add(block_partial(prod, n, m, p, ex ? esum : nullptr), scale_at(a, i, k0), scale_at(b, j, k0),
+                        total, so, a, b);
     }
     return total;
   };
@@ -77,17 +87,18 @@ std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m
 #pragma omp parallel num_threads(t)
   {
     std::vector<float> prod(bw);
+    std::vector<int> esum(ex ? bw : 0);
 #pragma omp for schedule(dynamic, 4)
     for (long long rt = 0; rt < row_tiles; ++rt) {
       const std::size_t i0 = std::size_t(rt) * gemm_avx2::kTileRows;
       gemm_avx2::fp32_seq_tiles(av.data(), BT.data(), SA.data(), SBT.data(), out.data(), M, N, K, bw, i0,
                                 i0 + gemm_avx2::kTileRows);
       for (std::size_t i = i0; i < i0 + gemm_avx2::kTileRows; ++i)
-        for (std::size_t j = full_cols; j < N; ++j) out[i * N + j] = one(i, j, prod.data());
+        for (std::size_t j = full_cols; j < N; ++j) out[i * N + j] = one(i, j, prod.data(), esum.data());
     }
 #pragma omp for schedule(dynamic, 1)
     for (long long i = static_cast<long long>(full_rows); i < static_cast<long long>(M); ++i)
-      for (std::size_t j = 0; j < N; ++j) out[std::size_t(i) * N + j] = one(std::size_t(i), j, prod.data());
+      for (std::size_t j = 0; j < N; ++j) out[std::size_t(i) * N + j] = one(std::size_t(i), j, prod.data(), esum.data());
   }
   return out;
 }

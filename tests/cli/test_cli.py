@@ -354,8 +354,10 @@ def quickstart_runs():
     assert os.path.exists(h5)
     assert len(run("ls", h5).stdout.strip().splitlines()) >= 7
     for s in ("Transpose study", "GEMM accumulation study", "MoE layer, five dataflows", "fp8_flow", "fp8_blockwise",
-              "fp8_double_quant", "hopper_fast", "paper_kernel", h5, "issue 9"):
+              "fp8_double_quant", "hopper_fast", "paper_kernel", h5, "Report: " + os.path.join(out, "qs.html")):
         assert s in p.stdout, (s, p.stdout)
+    # It ends with the convergence-risk report beside the store (issue 9; tests/cli/test_report.py tests it).
+    assert "<h1>fp8flow convergence-risk report</h1>" in open(os.path.join(out, "qs.html"), encoding="utf-8").read()
     moe_rows = [l.split() for l in p.stdout.splitlines() if l.strip().startswith(("fp8_flow ", "fp8_blockwise "))]
     assert len(moe_rows) == 2 and all(float(r[1]) > 10 for r in moe_rows), moe_rows  # SQNR of y, finite
     # Again: the runs are kept (resume), the summary is the same.

@@ -106,6 +106,86 @@ int quantize_bitexact() {
   return fails ? 1 : 0;
 }
 
+// v2 quantize kernel: 1x128 (+128x1) and 128x128 (+ transposed copy) x te_pow2 / te_fp32 (eps 0, 1e-10) /
+// paper_swiglu x {fp32, bf16}, on the adversarial tensor (NaN, Inf, -0, subnormals, 448 * 2^j boundaries,
+// huge and tiny rows) and on a random normal tensor, over every shape (tails on both axes, unequal groups).
+// `small`: the shapes up to 512 x 1024 elements only (for compute-sanitizer, where kernels run ~50x slower).
+int quantize_v2_bitexact(bool small) {
+  int fails = 0, cases = 0;
+  std::size_t compared = 0;
+  std::uint64_t seed = 9000;
+  struct Cfg {
+    Granularity tile;
+    ScaleRule rule;
+    float eps;
+  };
+  const std::vector<Cfg> cfgs = {
+      {k1x128, ScaleRule::te_pow2, 0.0f},     {k1x128, ScaleRule::te_pow2, 1e-10f},   {k1x128, ScaleRule::te_fp32, 0.0f},
+      {k1x128, ScaleRule::te_fp32, 1e-10f},   {k1x128, ScaleRule::paper_swiglu, 0.0f}, {k128x128, ScaleRule::te_pow2, 0.0f},
+      {k128x128, ScaleRule::te_pow2, 1e-10f}, {k128x128, ScaleRule::te_fp32, 0.0f},   {k128x128, ScaleRule::te_fp32, 1e-10f},
+      {k128x128, ScaleRule::paper_swiglu, 0.0f}};
+  std::mt19937_64 rng(77);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (const Shape& s : shapes()) {
+    if (small && s.rows * s.cols > 512 * 1024) continue;
+    for (const bool bf16 : {false, true}) {
+      std::vector<std::vector<float>> inputs;
+      inputs.push_back(adversarial_tensor(s.rows, s.cols, seed++, bf16));
+      std::vector<float> r(s.rows * s.cols);
+      for (auto& v : r) {
+        v = nd(rng) * std::ldexp(1.0f, int(rng() % 16) - 8);
+        if (bf16) v = std::bit_cast<float>(std::bit_cast<std::uint32_t>(v) & 0xFFFF0000u);
+      }
+      inputs.push_back(std::move(r));
+      for (std::size_t k = 0; k < inputs.size(); ++k)
+        for (const Cfg& c : cfgs) {
+          const QuantSpec spec{bf16 ? QuantInput::bf16 : QuantInput::f32, c.tile, c.rule, c.eps, QuantKernel::v2};
+          auto v = validate_quantize_gpu(inputs[k], s.rows, s.cols, spec, s.groups);
+          v.input = k == 0 ? "adversarial" : "normal";
+          compared += v.compared();
+          fails += report(v, cases);
+        }
+    }
+  }
+  fmt::print("quantize_v2_bitexact{}: {} cases (1x128+128x1 and 128x128+transposed; te_pow2, te_fp32, paper_swiglu; "
+             "fp32 and bf16; adversarial and normal), {} failing, {} values compared\n",
+             small ? "_small" : "", cases, fails, compared);
+  return fails ? 1 : 0;
+}
+
+// The paper_swiglu scale at its edges, one 128x128 block (and its 128 rows) each: all zero (scale_inv 2^-42),
+// amax = 448 * 2^j exactly and one ulp above (the ceil to a power of two), amax below the 1e-10 floor,
+// FLT_MAX, an Inf (scale_inv Inf: finite -> +-0, Inf -> NaN), all NaN (ignored: like all zero).
+int quantize_swiglu_edges() {
+  int fails = 0, cases = 0;
+  const std::size_t n = 128;
+  const float specials[] = {0.0f, 448.0f, std::nextafter(448.0f, 1e9f), 448.0f * 0x1p-20f,
+                            std::nextafter(448.0f * 0x1p-20f, 1.0f), 1e-11f, 1e-10f * 448.0f,
+                            std::numeric_limits<float>::max(), std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN(), 0x1p-149f, 0x1p-126f};
+  for (const float top : specials)
+    for (const bool bf16 : {false, true}) {
+      std::vector<float> x(n * n);
+      std::mt19937_64 rng(std::bit_cast<std::uint32_t>(top));
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        float v = std::isnan(top) ? top : top * (float(rng() % 1001) / 1000.0f) * ((rng() & 1) ? -1.0f : 1.0f);
+        if (i % 97 == 0) v = top;  // the amax itself, in every row
+        std::uint32_t b = std::bit_cast<std::uint32_t>(v);
+        if (bf16) b &= 0xFFFF0000u;
+        x[i] = std::bit_cast<float>(b);
+      }
+      for (const Granularity t : {k1x128, k128x128}) {
+        auto v = validate_quantize_gpu(x, n, n, QuantSpec{bf16 ? QuantInput::bf16 : QuantInput::f32, t,
+                                                          ScaleRule::paper_swiglu, 0.0f, QuantKernel::v2},
+                                       {});
+        v.input = fmt::format("edge amax {:a}", double(top));
+        fails += report(v, cases);
+      }
+    }
+  fmt::print("quantize_swiglu_edges: {} cases, {} failing\n", cases, fails);
+  return fails ? 1 : 0;
+}
+
 int transpose_bitexact() {
   int fails = 0, cases = 0;
   std::size_t compared = 0;

@@ -23,7 +23,8 @@ int report(const ExhaustiveResult& r) {
 int main(int argc, char** argv) {
   if (argc != 2) {
     fmt::print(stderr, "usage: fp8flow-gpu-tests formats_encode_exhaustive|formats_decode|quantize_bitexact|"
-               "transpose_bitexact|dequantize_bitexact\n");
+               "transpose_bitexact|dequantize_bitexact|gemm_cublaslt|quantize_v2_bitexact|"
+               "quantize_v2_bitexact_small|quantize_swiglu_edges|ep_dispatch_1gpu|ep_dispatch_2gpu\n");
     return 2;
   }
   if (device_count() == 0) {
@@ -35,8 +36,14 @@ int main(int argc, char** argv) {
   if (t == "formats_encode_exhaustive") return report(check_encode_all_f32_vs_ptx(false)) | report(check_encode_all_f32_vs_ptx(true));
   if (t == "formats_decode") return report(check_decode_all_codes_vs_ptx(false)) | report(check_decode_all_codes_vs_ptx(true));
   if (t == "quantize_bitexact") return fp8flow::gpu_tests::quantize_bitexact();
+  if (t == "quantize_v2_bitexact") return fp8flow::gpu_tests::quantize_v2_bitexact(false);
+  if (t == "quantize_v2_bitexact_small") return fp8flow::gpu_tests::quantize_v2_bitexact(true);
+  if (t == "quantize_swiglu_edges") return fp8flow::gpu_tests::quantize_swiglu_edges();
   if (t == "transpose_bitexact") return fp8flow::gpu_tests::transpose_bitexact();
   if (t == "dequantize_bitexact") return fp8flow::gpu_tests::dequantize_bitexact();
+  if (t == "gemm_cublaslt") return fp8flow::gpu_tests::gemm_cublaslt();
+  if (t == "ep_dispatch_1gpu") return fp8flow::gpu_tests::ep_dispatch(1);
+  if (t == "ep_dispatch_2gpu") return fp8flow::gpu_tests::ep_dispatch(2);
   fmt::print(stderr, "unknown test '{}'\n", t);
   return 2;
 }

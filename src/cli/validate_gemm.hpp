@@ -1,0 +1,13 @@
+// `fp8flow validate --gpu --op gemm` (validate_gemm.cpp): cuBLASLt FP8 GEMMs vs the fitted CPU model.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace fp8flow::cli {
+// shape "M,N,K" (or "" for 512,512,4096); accum "auto" (h100 / h100_fast matched to fast accumulation),
+// h100 or h100_fast (only that mode), or any other model (both modes against it). Returns the exit status:
+// 1 on an error-bound violation, a cuBLASLt error or (against h100 / h100_fast) any bit mismatch, else 0.
+int run_validate_gemm(const std::string& shape, const std::string& dist, std::uint64_t seed, const std::string& accum,
+                      bool json, int threads);
+}  // namespace fp8flow::cli

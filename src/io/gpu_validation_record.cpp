@@ -1,0 +1,169 @@
+// gpu_validation runs for the HDF5 results store (see gpu_validation_record.hpp).
+#include "io/gpu_validation_record.hpp"
+
+#include <fmt/format.h>
+
+#include <map>
+
+#include "io/experiment.hpp"
+
+namespace fp8flow::io {
+
+std::size_t GpuValidation::mismatches() const {
+  std::size_t n = 0;
+  for (const auto& p : parts) n += p.mismatches;
+  return n;
+}
+std::size_t GpuValidation::compared() const {
+  std::size_t n = 0;
+  for (const auto& p : parts) n += p.compared;
+  return n;
+}
+std::string GpuValidation::first_mismatch() const {
+  for (const auto& p : parts)
+    if (p.mismatches) return p.what + ": " + p.first_mismatch;
+  return {};
+}
+
+namespace {
+std::string join(const std::vector<std::size_t>& v) {
+  std::string s;
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+std::int64_t i64(std::size_t v) { return static_cast<std::int64_t>(v); }
+}  // namespace
+
+RunRecord gpu_validation_record(const nlohmann::json& params, const std::vector<GpuValidation>& results) {
+  RunRecord rec;
+  rec.kind = "gpu_validation";
+  rec.params = params;
+  rec.hash = run_hash(rec.kind, params);
+  rec.experiment = "validate --gpu";
+  rec.provenance = Provenance::of_this_build();
+
+  std::vector<std::string> op, input, groups, oracle, first;
+  std::vector<std::int64_t> rows, cols, elements, compared, mism, exact, parts_n;
+  std::vector<double> gpu_ms, cpu_ms;
+  std::vector<std::string> p_op, p_input, p_what, p_first;
+  std::vector<std::int64_t> p_case, p_compared, p_mism;
+  struct Agg {
+    std::int64_t cases = 0, failing = 0, elements = 0, compared = 0, mismatches = 0;
+    double gpu_ms = 0, cpu_ms = 0;
+    std::string first;
+  };
+  std::map<std::string, Agg> agg;
+  std::vector<std::string> op_order;
+  std::size_t failing = 0, total_elements = 0, total_mism = 0;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const GpuValidation& v = results[i];
+    op.push_back(v.op);
+    input.push_back(v.input);
+    groups.push_back(join(v.groups));
+    oracle.push_back(v.oracle);
+    first.push_back(v.first_mismatch());
+    rows.push_back(i64(v.rows));
+    cols.push_back(i64(v.cols));
+    elements.push_back(i64(v.rows * v.cols));
+    compared.push_back(i64(v.compared()));
+    mism.push_back(i64(v.mismatches()));
+    exact.push_back(v.ok() ? 1 : 0);
+    parts_n.push_back(i64(v.parts.size()));
+    gpu_ms.push_back(v.gpu_ms);
+    cpu_ms.push_back(v.cpu_ms);
+    for (const BitCompare& p : v.parts) {
+      p_case.push_back(i64(i));
+      p_op.push_back(v.op);
+      p_input.push_back(v.input);
+      p_what.push_back(p.what);
+      p_compared.push_back(i64(p.compared));
+      p_mism.push_back(i64(p.mismatches));
+      p_first.push_back(p.first_mismatch);
+    }
+    if (!agg.contains(v.op)) op_order.push_back(v.op);
+    Agg& a = agg[v.op];
+    ++a.cases;
+    a.failing += v.ok() ? 0 : 1;
+    a.elements += i64(v.rows * v.cols);
+    a.compared += i64(v.compared());
+    a.mismatches += i64(v.mismatches());
+    a.gpu_ms += v.gpu_ms > 0 ? v.gpu_ms : 0.0;
+    a.cpu_ms += v.cpu_ms > 0 ? v.cpu_ms : 0.0;
+    if (a.first.empty() && !v.ok()) a.first = v.input + ": " + v.first_mismatch();
+    failing += v.ok() ? 0 : 1;
+    total_elements += v.rows * v.cols;
+    total_mism += v.mismatches();
+  }
+
+  Table cases{"cases", "one row per validation: a GPU kernel and the CPU golden model on one input, compared bit "
+                       "for bit (codes and fp32 scale bits)", {}, nlohmann::json::object()};
+  cases.add("op", "", op)
+      .add("input", "", input)
+      .add("rows", "count", rows)
+      .add("cols", "count", cols)
+      .add("groups", "", groups)
+      .add("oracle", "", oracle)
+      .add("elements", "count", elements)
+      .add("parts", "count", parts_n)
+      .add("compared", "count", compared)
+      .add("mismatches", "count", mism)
+      .add("bit_exact", "bool", exact)
+      .add("first_mismatch", "", first)
+      .add("gpu_ms", "ms", gpu_ms)
+      .add("cpu_ms", "ms", cpu_ms);
+  cases.attrs = {{"cases", i64(results.size())}, {"failing", i64(failing)}, {"elements", i64(total_elements)},
+                 {"mismatches", i64(total_mism)}};
+
+  std::vector<std::string> o_op, o_first;
+  std::vector<std::int64_t> o_cases, o_failing, o_elements, o_compared, o_mism;
+  std::vector<double> o_gpu, o_cpu;
+  for (const std::string& name : op_order) {
+    const Agg& a = agg.at(name);
+    o_op.push_back(name);
+    o_cases.push_back(a.cases);
+    o_failing.push_back(a.failing);
+    o_elements.push_back(a.elements);
+    o_compared.push_back(a.compared);
+    o_mism.push_back(a.mismatches);
+    o_first.push_back(a.first);
+    o_gpu.push_back(a.gpu_ms);
+    o_cpu.push_back(a.cpu_ms);
+  }
+  Table ops{"ops", "one row per kernel configuration (op): its cases summed", {}, nlohmann::json::object()};
+  ops.add("op", "", o_op)
+      .add("cases", "count", o_cases)
+      .add("failing", "count", o_failing)
+      .add("elements", "count", o_elements)
+      .add("compared", "count", o_compared)
+      .add("mismatches", "count", o_mism)
+      .add("first_mismatch", "", o_first)
+      .add("gpu_ms", "ms", o_gpu)
+      .add("cpu_ms", "ms", o_cpu);
+
+  Table parts{"parts", "one row per compared output of each case (codes, scale_inv, ...)", {}, nlohmann::json::object()};
+  parts.add("case", "index", p_case)
+      .add("op", "", p_op)
+      .add("input", "", p_input)
+      .add("part", "", p_what)
+      .add("compared", "count", p_compared)
+      .add("mismatches", "count", p_mism)
+      .add("first_mismatch", "", p_first);
+
+  rec.tables = {std::move(cases), std::move(ops), std::move(parts)};
+  rec.label = fmt::format("gpu_validation {} cases", results.size());
+  rec.summary = fmt::format("{} of {} bit-exact, {} mismatches", results.size() - failing, results.size(), total_mism);
+  return rec;
+}
+
+bool write_gpu_validation(const std::filesystem::path& file, RunRecord rec) {
+  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
+  ResultsWriter w(file, 0.0);
+  if (w.complete().contains(rec.hash)) return false;
+  if (rec.provenance.start_time.empty()) rec.provenance.start_time = iso8601_utc_now();
+  if (rec.provenance.end_time.empty()) rec.provenance.end_time = iso8601_utc_now();
+  w.add(std::move(rec));
+  w.commit();
+  return true;
+}
+
+}  // namespace fp8flow::io

@@ -1,0 +1,36 @@
+// The paper's loss criterion over the `train` runs of a results store (docs/training.md): runs grouped by
+// every parameter but dataflow, transpose and seed; within a group each variant (bf16, fp8_blockwise,
+// fp8_double_quant, fp8_flow(paper_kernel), fp8_flow(exact), fp64) is paired with bf16 by seed and its
+// relative loss error computed by train::relative_loss_error (reference/train.hpp).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/results_store.hpp"
+#include "reference/train.hpp"
+
+namespace fp8flow::io {
+
+struct TrainVariantSummary {
+  std::string group;                // the shared parameters, e.g. "tiny steps=200 layers=2 experts=4 lr=0.003"
+  std::string variant;              // dataflow, or dataflow(transpose) for fp8_flow
+  std::vector<std::int64_t> seeds;  // ascending
+  std::vector<double> final_loss;   // per seed (NaN: diverged)
+  std::vector<std::string> hashes;  // per seed
+  std::optional<train::RelLossError> vs_bf16;  // paired seeds with a bf16 run; none for bf16 itself
+};
+
+// The variant name of a train run's params.
+std::string train_variant(const nlohmann::json& params);
+// Runs of other kinds are ignored. Variants in the order bf16, fp8_blockwise, fp8_double_quant,
+// fp8_flow(paper_kernel), fp8_flow(exact), fp64 (others after them).
+std::vector<TrainVariantSummary> summarize_train_runs(const std::vector<RunRecord>& runs);
+nlohmann::json to_json(const TrainVariantSummary& s);
+// The table `fp8flow train` and `fp8flow quickstart` print: one block per group, one line per variant
+// (mean final loss over seeds, relative loss error vs bf16 with its 95% interval, the paper's criterion).
+std::string format_train_table(const std::vector<TrainVariantSummary>& rows);
+
+}  // namespace fp8flow::io

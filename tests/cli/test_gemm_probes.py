@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""End-to-end tests of `fp8flow gemm-probes`, `fp8flow gemm --accum h100|h100_fast` and the input checks of
+`fp8flow validate --gpu --op gemm` (no GPU needed).
+Usage: test_gemm_probes.py FP8FLOW_BINARY [GROUP ...]"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import ml_dtypes
+import numpy as np
+
+BIN = sys.argv[1]
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.path.join(ROOT, "data", "gemm_probes_h100")
+
+
+def run(*args, ok=True):
+    p = subprocess.run([BIN, "--quiet", *args], capture_output=True, text=True)
+    if ok and p.returncode != 0:
+        raise AssertionError(f"{args}: exit {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def gemm_probes_list_and_check():
+    out = run("gemm-probes", "--list").stdout
+    assert "group_scan" in out and "rand_tail_k4112" in out, out
+    r = json.loads(run("gemm-probes", "--check", DATA, "--cases", "group_scan,rand_tail_k144,adv_extreme_k4096",
+                       "--json").stdout)
+    assert r["compared"] > 0 and r["bit_exact"] == r["compared"], r
+    # Another model is not bit-exact on the same records (the check can fail).
+    r2 = json.loads(run("gemm-probes", "--check", DATA, "--cases", "rand_tail_k144", "--accum", "fp32_seq",
+                        "--json").stdout)
+    assert r2["bit_exact"] < r2["compared"], r2
+
+
+def gemm_probes_errors():
+    p = run("gemm-probes", "--gpu", "-o", tempfile.mkdtemp(), "--cases", "no_such_case", ok=False)
+    assert p.returncode == 1 and "no_such_case" in p.stderr, (p.returncode, p.stderr)
+    p = run("gemm-probes", "--check", "/nonexistent/dir", ok=False)
+    assert p.returncode == 1 and "gemm_probes.json" in p.stderr, (p.returncode, p.stderr)
+    p = run("validate", "--gpu", "--op", "gemm", "--shape", "64,64,100", ok=False)
+    assert p.returncode == 1 and "multiple of 16" in p.stderr, (p.returncode, p.stderr)
+
+
+def gemm_accum_presets():
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(8, 300)).astype(ml_dtypes.float8_e4m3fn).view(np.uint8)
+    b = rng.normal(size=(6, 300)).astype(ml_dtypes.float8_e4m3fn).view(np.uint8)
+    with tempfile.TemporaryDirectory() as d:
+        np.save(f"{d}/a.npy", a)
+        np.save(f"{d}/b.npy", b)
+        outs = {}
+        for m in ("h100", "h100_fast", "exact"):
+            run("gemm", f"{d}/a.npy", f"{d}/b.npy", f"{d}/{m}.npy", "--accum", m)
+            outs[m] = np.load(f"{d}/{m}.npy")
+            assert outs[m].shape == (8, 6) and outs[m].dtype == np.float32
+        ref = a.view(ml_dtypes.float8_e4m3fn).astype(np.float64) @ b.view(ml_dtypes.float8_e4m3fn).astype(np.float64).T
+        for m in ("h100", "h100_fast"):  # 14-bit accumulator: close to the exact result, not equal to it
+            assert np.all(np.abs(outs[m] - ref) <= 2.0 ** -10 * np.abs(a.view(ml_dtypes.float8_e4m3fn).astype(
+                np.float64)) @ np.abs(b.view(ml_dtypes.float8_e4m3fn).astype(np.float64)).T * 300), m
+        p = run("gemm", f"{d}/a.npy", f"{d}/b.npy", f"{d}/x.npy", "--accum", "h200", ok=False)
+        assert p.returncode == 1 and "h100_fast" in p.stderr, p.stderr
+
+
+GROUPS = {f.__name__: f for f in (gemm_probes_list_and_check, gemm_probes_errors, gemm_accum_presets)}
+
+if __name__ == "__main__":
+    for name in sys.argv[2:] or list(GROUPS):
+        GROUPS[name]()
+        print(f"{name}: ok")
