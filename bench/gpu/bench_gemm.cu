@@ -17,25 +17,15 @@
 #include "cuda/format_validation.hpp"
 #include "cuda/gemm_cublaslt.hpp"
 
+#include "bench_common.cuh"
+
 using namespace fp8flow;
 using namespace fp8flow::cuda;
 
 namespace {
+using fp8flow::bench::check;
+using fp8flow::bench::mix;
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "CUDA error in %s: %s\n", what, cudaGetErrorString(e));
-    std::exit(1);
-  }
-}
-
-__device__ std::uint32_t mix(std::uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  return std::uint32_t(x ^ (x >> 33));
-}
 // e4m3 codes of magnitude 2^-3 .. 2^2 with random sign and mantissa (realistic, no NaN/Inf).
 __global__ void fill_codes(std::uint8_t* c, std::size_t n, std::uint64_t seed) {
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;

@@ -16,31 +16,15 @@
 #include "cuda/quantize_kernels.hpp"
 #include "cuda/sat_kernels.hpp"
 
+#include "bench_common.cuh"
+
 using namespace fp8flow::cuda;
 
 namespace {
+using fp8flow::bench::check;
+using fp8flow::bench::dalloc;
+using fp8flow::bench::mix;
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "CUDA error in %s: %s\n", what, cudaGetErrorString(e));
-    std::exit(1);
-  }
-}
-
-template <class T>
-T* dalloc(std::size_t n) {
-  T* p = nullptr;
-  check(cudaMalloc(&p, std::max<std::size_t>(n, 1) * sizeof(T)), "cudaMalloc");
-  return p;
-}
-
-__device__ std::uint32_t mix(std::uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  return std::uint32_t(x ^ (x >> 33));
-}
 // Random finite e4m3 codes (no NaN), power-of-two row scales 2^[-8, 7], bf16 values ~ N-ish(0, 1) * 2^[-4,4].
 __global__ void fill_codes(std::uint8_t* c, std::size_t n) {
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
