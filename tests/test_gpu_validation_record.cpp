@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "cli_runner.hpp"
 #include "io/experiment.hpp"
 #include "io/gpu_validation_record.hpp"
 #include "io/npy.hpp"
@@ -119,21 +120,8 @@ TEST_CASE("gpu_validation record: written to the HDF5 store and read back and no
   fs::remove_all(dir);
 }
 
-namespace {
-struct CliRun {
-  int status;
-  std::string output;
-};
-CliRun fp8flow_cli(const std::string& args) {
-  const std::string cmd = fmt::format("'{}/fp8flow' -q {} 2>&1", FP8FLOW_BINARY_DIR, args);
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
-}  // namespace
+using fp8flow::test::CliRun;
+using fp8flow::test::fp8flow_cli;
 
 // The option checks run before the GPU is looked for, so they are tested on machines without one.
 TEST_CASE("validate --gpu rejects bad quantize options and inputs with exit 1 and a message", "[gpu_validation][cli]") {

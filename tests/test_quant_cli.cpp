@@ -10,25 +10,15 @@
 #include <filesystem>
 #include <limits>
 
+#include "cli_runner.hpp"
 #include "io/npy.hpp"
 
 namespace fs = std::filesystem;
 using namespace fp8flow;
 
 namespace {
-struct Run {
-  int status;
-  std::string output;
-};
-Run fp8flow_cli(const std::string& args) {
-  const std::string cmd = fmt::format("'{}/fp8flow' -q {} 2>&1", FP8FLOW_BINARY_DIR, args);
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+using Run = test::CliRun;
+using test::fp8flow_cli;
 fs::path workdir() {
   const fs::path d = fs::temp_directory_path() / fmt::format("fp8flow_quant_cli_{}", ::getpid());
   fs::create_directories(d);
