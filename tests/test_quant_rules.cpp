@@ -181,7 +181,9 @@ TEST_CASE("fast 1xN te quantize equals golden bit for bit", "[quant][fast]") {
     for (Granularity g : {k1x128, k1x32, Granularity{1, 100}})
       for (float eps : {0.0f, 1e-10f})
         for (Overflow o : {Overflow::satfinite, Overflow::nonsat})
-          for (const FormatSpec* f : {&e4m3, &e5m2}) {
+          // Every payload the fast path serves: the AVX2 cast (OCP FP8, FP6, FP4; an in-range variant for
+          // blocks without NaN/Inf, the full one for the rest) and the scalar one (FNUZ).
+          for (const FormatSpec* f : {&e4m3, &e5m2, &e4m3fnuz, &e5m2fnuz, &e2m1, &e2m3, &e3m2}) {
             const QuantRecipe r{g, f, rule};
             QuantParams p = default_params(rule);
             p.eps = eps;

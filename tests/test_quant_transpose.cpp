@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "formats/convert.hpp"
+#include "formats/philox.hpp"
 #include "io/errors.hpp"
 #include "quant/distributions.hpp"
 #include "quant/metrics.hpp"
@@ -36,6 +37,58 @@ std::uint8_t exact_shift_reference(std::uint8_t code, int k) {
     n = q + ((rem > half || (rem == half && (q & 1))) ? 1 : 0);
   }
   return std::uint8_t(s | n);  // n <= 8; n == 8 is the smallest normal, code 0x08
+}
+
+constexpr Rounding kDeterministic[] = {Rounding::rne, Rounding::rz, Rounding::ru, Rounding::rd, Rounding::rna};
+
+// The formats the transposes accept (check_recipe: 8-bit storage, signed element formats).
+std::vector<const FormatSpec*> transposable_formats() {
+  std::vector<const FormatSpec*> out;
+  for (const FormatSpec* f : all_formats)
+    if (storage_bits(*f) == 8 && f != &ue8m0) out.push_back(f);
+  return out;
+}
+
+bool is_special_code(const FormatSpec& f, unsigned c) { return (c & magnitude_mask(f)) > max_code(f); }
+
+// A rowwise 1x128 tensor of `f` codes in which every row holds all 256 byte values (C = 256: every 32-byte
+// vector of the AVX2 path is full), and row r of each 128-row tile has shift k = (r % 128) % 47 against the
+// tile maximum (row 0: scale 1), 46 standing for scale 0 (the zero row). Rows of the odd tiles have their
+// NaN/Inf codes replaced by +0, so that every other code of every shift goes through the compare/blend form
+// (a vector holding a special takes the 256-entry table).
+QuantizedTensor every_code_every_shift(const FormatSpec& f, std::size_t R) {
+  QuantizedTensor in;
+  in.rows = R;
+  in.cols = 256;
+  in.recipe = {k1x128, &f, ScaleRule::te_pow2};
+  in.params = default_params(ScaleRule::te_pow2);
+  in.scale_rows = R;
+  in.scale_cols = 2;
+  in.codes.resize(R * 256);
+  in.scale_inv.resize(R * 2);
+  for (std::size_t r = 0; r < R; ++r) {
+    const bool no_specials = (r / 128) % 2 == 1;
+    for (std::size_t c = 0; c < 256; ++c) {
+      const unsigned code = unsigned((c + 37 * r) % 256);
+      in.codes[r * 256 + c] = std::uint8_t(no_specials && is_special_code(f, code) ? 0u : code);
+    }
+    const int k = int((r % 128) % 47);
+    for (std::size_t b = 0; b < 2; ++b) in.scale_inv[r * 2 + b] = k == 46 ? 0.0f : std::ldexp(1.0f, -k);
+  }
+  return in;
+}
+
+// First differing code of two transposes of `in`, in hex, or "" when equal.
+std::string first_code_mismatch(const QuantizedTensor& in, const QuantizedTensor& golden, const QuantizedTensor& fast) {
+  for (std::size_t r = 0; r < in.rows; ++r)
+    for (std::size_t c = 0; c < in.cols; ++c) {
+      const std::size_t i = golden.code_index(r, c);
+      if (golden.codes[i] != fast.codes[i])
+        return fmt::format("[{}, {}] input 0x{:02x} scale_inv {:a} tile {:a}: golden 0x{:02x}, fast 0x{:02x}", r, c,
+                           in.codes[r * in.cols + c], in.scale_inv[r * in.scale_cols + c / 128],
+                           golden.scale_inv[(r / 128) * in.cols + c], golden.codes[i], fast.codes[i]);
+    }
+  return "";
 }
 
 QuantizedTensor rowwise_of(const std::vector<float>& x, std::size_t R, std::size_t C) {
@@ -179,6 +232,120 @@ TEST_CASE("fast transposes equal the golden loops on every code and shift", "[qu
     }
 }
 
+TEST_CASE("exact's compare/blend form equals sat_exact_code on every code, shift and rounding",
+          "[quant][transpose][fast][form]") {
+  // The fast path's per-row form (transpose.hpp: shift the codes that stay normal, <= 32-entry tables per
+  // sign for the rounded binades, one value per sign below them) must exist for every signed format with a
+  // zero, every deterministic mode and every shift 0 .. kSatMaxShift and the zero row, and give the golden
+  // per-element code for every one of the 256 codes but the NaN/Inf ones (which keep the 256-entry table).
+  for (const FormatSpec* f : transposable_formats())
+    for (Rounding rounding : kDeterministic)
+      for (int k = 0; k <= kSatZeroRow; ++k) {
+        INFO(fmt::format("{} {} k {}", f->name, to_string(rounding), k == kSatZeroRow ? "zero row" : std::to_string(k)));
+        const auto form = sat_exact_shift_form(*f, rounding, k);
+        REQUIRE(form.has_value());
+        std::string first;
+        std::size_t bad = 0;
+        for (unsigned c = 0; c < 256; ++c) {
+          const std::uint8_t want = k == kSatZeroRow ? sat_exact_code(*f, std::uint8_t(c), 0.0f, 1.0f, rounding)
+                                                     : sat_exact_code(*f, std::uint8_t(c), std::ldexp(1.0f, -k), 1.0f,
+                                                                      rounding);
+          const int got = sat_shift_form_code(*form, std::uint8_t(c));
+          const bool ok = got < 0 ? is_special_code(*f, c) : !is_special_code(*f, c) && std::uint8_t(got) == want;
+          if (!ok && bad++ == 0) first = fmt::format("code 0x{:02x}: golden 0x{:02x}, form {}", c, want, got);
+        }
+        INFO(first);
+        REQUIRE(bad == 0);
+      }
+  CHECK_FALSE(sat_exact_shift_form(e4m3, Rounding::stochastic, 0).has_value());
+}
+
+TEST_CASE("fast exact transpose equals the golden loop on every code and shift of every format and mode",
+          "[quant][transpose][fast]") {
+  // The AVX2 kernel (or the scalar fallback) on the tensor above: every code x every shift x every mode.
+  // 300 rows: two full 128-row tiles (16x16 block transposes) and a ragged one.
+  for (const FormatSpec* f : transposable_formats()) {
+    const auto in = every_code_every_shift(*f, 300);
+    for (Rounding rounding : kDeterministic) {
+      INFO(fmt::format("{} {}", f->name, to_string(rounding)));
+      const auto g = golden::transpose_sat(in, {}, TransposeMethod::exact, rounding);
+      for (int threads : {1, 2}) {
+        const auto fast = transpose_exact(in, {}, rounding, threads);
+        const std::string mismatch = first_code_mismatch(in, g, fast);
+        INFO(mismatch);
+        CHECK(mismatch.empty());
+        CHECK(fast.scale_inv == g.scale_inv);
+      }
+    }
+    const auto g = golden::transpose_sat(in, {}, TransposeMethod::paper_kernel, Rounding::rne);
+    CHECK(first_code_mismatch(in, g, transpose_paper_kernel(in, {}, 1)).empty());
+  }
+}
+
+TEST_CASE("stochastic exact transpose: Philox keyed by the input position", "[quant][transpose][stochastic]") {
+  const std::uint64_t seed = 0x5eed7;
+  SECTION("fast equals golden on every code and shift of every format") {
+    for (const FormatSpec* f : transposable_formats()) {
+      const auto in = every_code_every_shift(*f, 300);
+      INFO(f->name);
+      const auto g = golden::transpose_sat(in, {}, TransposeMethod::exact, Rounding::stochastic, seed);
+      const std::string mismatch = first_code_mismatch(in, g, transpose_exact(in, {}, Rounding::stochastic, 1, seed));
+      INFO(mismatch);
+      CHECK(mismatch.empty());
+    }
+  }
+  SECTION("element (r, c) draws philox_bits(seed, r * cols + c); threads and groups do not matter") {
+    const std::size_t R = 640, C = 520;  // >= 2^18 elements: the fast path really splits across threads
+    const auto in = rowwise_of(make_distribution(Distribution::activations, R, C, 3), R, C);
+    const auto one = transpose_exact(in, {}, Rounding::stochastic, 1, seed);
+    const bool threads_agree = transpose_exact(in, {}, Rounding::stochastic, 2, seed).codes == one.codes;
+    CHECK(threads_agree);
+    const auto g = golden::transpose_sat(in, {}, TransposeMethod::exact, Rounding::stochastic, seed);
+    CHECK(first_code_mismatch(in, g, one).empty());
+    std::size_t checked = 0, bad = 0;
+    for (std::size_t r = 0; r < R; r += 7)
+      for (std::size_t c = 0; c < C; c += 3, ++checked) {
+        const float si = in.scale_inv[r * in.scale_cols + c / 128], T = one.scale_inv[(r / 128) * C + c];
+        bad += one.codes[one.code_index(r, c)] !=
+               sat_exact_code(e4m3, in.codes[r * C + c], si, T, Rounding::stochastic, philox_bits(seed, r * C + c));
+      }
+    CHECK(checked > 10000);
+    CHECK(bad == 0);
+    const bool seed_matters = transpose_exact(in, {}, Rounding::stochastic, 1, seed + 1).codes != one.codes;
+    CHECK(seed_matters);
+  }
+  SECTION("a value 1/4 of the way between two subnormals rounds up with probability 1/4") {
+    // E4M3 0x09 = 9 * 2^-9 (9 subnormal quanta); k = 2 gives 2.25 quanta: 0x03 with P = 1/4, else 0x02.
+    // Row 0 of each tile has scale 1 (T = 1, k = 0); the other 127 rows scale 1/4. Half the codes negative.
+    const std::size_t R = 1024, C = 1024;
+    QuantizedTensor in;
+    in.rows = R;
+    in.cols = C;
+    in.params = default_params(ScaleRule::te_pow2);
+    in.scale_rows = R;
+    in.scale_cols = C / 128;
+    in.codes.resize(R * C);
+    for (std::size_t i = 0; i < R * C; ++i) in.codes[i] = i % 2 ? 0x89 : 0x09;
+    in.scale_inv.assign(R * in.scale_cols, 0.25f);
+    for (std::size_t r = 0; r < R; r += 128)
+      for (std::size_t b = 0; b < in.scale_cols; ++b) in.scale_inv[r * in.scale_cols + b] = 1.0f;
+    const auto out = transpose_exact(in, {}, Rounding::stochastic, 2, seed);
+    std::size_t n = 0, ups = 0, others = 0;
+    for (std::size_t r = 0; r < R; ++r) {
+      if (r % 128 == 0) continue;
+      for (std::size_t c = 0; c < C; ++c, ++n) {
+        const std::uint8_t q = out.codes[out.code_index(r, c)], s = c % 2 ? 0x80 : 0x00;
+        ups += q == (s | 0x03);
+        others += q != (s | 0x03) && q != (s | 0x02);
+      }
+    }
+    CHECK(others == 0);
+    const double p = 0.25, sigma = std::sqrt(double(n) * p * (1 - p));
+    INFO(fmt::format("{} ups in {} elements, expected {} +- {}", ups, n, double(n) * p, 6 * sigma));
+    CHECK(std::fabs(double(ups) - double(n) * p) <= 6 * sigma);
+  }
+}
+
 TEST_CASE("expert groups are transposed independently", "[quant][transpose][groups]") {
   const std::size_t R = 300, C = 200;
   const auto x = make_distribution(Distribution::outliers, R, C, 9);
@@ -234,7 +401,6 @@ TEST_CASE("bad inputs of the transposes", "[quant][transpose][errors]") {
   CHECK_THROWS_WITH(transpose_paper_kernel(blk, {}), Catch::Contains("1xN"));
   const auto ok = quantize(x, 4, 256, {k1x128, &e4m3, ScaleRule::te_pow2}, default_params(ScaleRule::te_pow2));
   CHECK_THROWS_WITH(transpose_exact(ok, {3}, Rounding::rne), Catch::Contains("sum to 3"));
-  CHECK_THROWS_AS(transpose_exact(ok, {}, Rounding::stochastic), InputError);
 }
 
 TEST_CASE("paper_kernel vs exact report names the causes", "[quant][transpose][report]") {

@@ -1,4 +1,5 @@
 // fp8flow transpose IN_PREFIX OUT_PREFIX --method naive|paper_kernel|exact [--groups g1,g2,...]
+//                   [--round rne|rz|ru|rd|rna|stochastic] [--seed N]
 #include <fmt/format.h>
 
 #include "cli/commands.hpp"
@@ -11,6 +12,7 @@ namespace fp8flow::cli {
 namespace {
 struct TransposeArgs {
   std::string in, out, method, groups, rounding = "rne";
+  std::uint64_t seed = 0;
 };
 }  // namespace
 
@@ -22,9 +24,16 @@ void add_transpose_command(CLI::App& app, const GlobalOptions& g) {
       ->required();
   cmd->add_option("--method", a->method, "naive, paper_kernel or exact")->required();
   cmd->add_option("--groups", a->groups, "Expert group sizes along rows, e.g. 300,212 (default: one group)");
-  cmd->add_option("--round", a->rounding, "exact: rounding of the shifted values (rne, rz, ru, rd, rna)");
+  cmd->add_option("--round", a->rounding,
+                  "exact: rounding of the shifted values (rne, rz, ru, rd, rna, stochastic)");
+  cmd->add_option("--seed", a->seed,
+                  "exact --round stochastic: seed of the Philox stream; input element (r, c) draws counter "
+                  "r * cols + c (default 0)");
   cmd->callback([a, &g] {
     const TransposeMethod m = parse_transpose_method(a->method);
+    if (m != TransposeMethod::exact && (a->rounding == "stochastic" || a->seed != 0))
+      throw InputError(fmt::format("--round stochastic / --seed: only --method exact rounds (got --method {})",
+                                   a->method));
     if (m == TransposeMethod::direct)
       throw InputError("--method direct: needs the high-precision tensor; use `fp8flow quantize IN.npy OUT "
                        "--granularity 128x1` or `fp8flow transpose-study`");
@@ -41,13 +50,14 @@ void add_transpose_command(CLI::App& app, const GlobalOptions& g) {
     check_row_groups(groups, in.rows);
     QuantizedTensor out = m == TransposeMethod::naive          ? transpose_naive(in, groups)
                           : m == TransposeMethod::paper_kernel ? transpose_paper_kernel(in, groups, g.threads)
-                                                               : transpose_exact(in, groups, rounding, g.threads);
+                                                               : transpose_exact(in, groups, rounding, g.threads, a->seed);
     out.params.scale_format = ScaleFormat::fp32;  // an all-padding tile has scale 0.0, not storable as ue8m0
     save_quantized(a->out, out);
     if (!g.quiet)
-      fmt::print("{} [{}, {}] --{}--> {}: codes [{}, {}], column scale_inv [{}, {}]{}\n", a->in, in.rows, in.cols,
+      fmt::print("{} [{}, {}] --{}--> {}: codes [{}, {}], column scale_inv [{}, {}]{}{}\n", a->in, in.rows, in.cols,
                  to_string(m), a->out, out.cols, out.rows, out.scale_rows, out.scale_cols,
-                 groups.empty() ? "" : fmt::format(", {} groups", groups.size()));
+                 groups.empty() ? "" : fmt::format(", {} groups", groups.size()),
+                 rounding == Rounding::stochastic ? fmt::format(", stochastic seed {}", a->seed) : "");
   });
 }
 

@@ -3,12 +3,16 @@
 // the tile-scale cost (exact vs direct) and the double-quantization error (naive vs exact), and where
 // paper_kernel and exact differ, per tile. (--out results.h5 arrives with the HDF5 store, issue 6+.)
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <charconv>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
 #include "io/errors.hpp"
+#include "io/experiment.hpp"
+#include "io/results_store.hpp"
+#include "io/study_records.hpp"
 #include "quant/distributions.hpp"
 #include "quant/metrics.hpp"
 #include "quant/quant_io.hpp"
@@ -23,7 +27,28 @@ struct StudyArgs {
   float eps = 0.0f;
   bool json = false;
   std::size_t max_tiles = 8;
+  std::string out;  // --out: also log the study as a transpose_study run in this HDF5 store
 };
+
+// --out: the same study as `fp8flow run` would run it from an experiment file (same parameters, same run
+// hash), appended to the store; a store already holding the run is left as it is. eps goes in as the
+// float's shortest decimal form, which is what a user writes in the experiment file (1e-10, not the
+// double of the float).
+std::string log_study(const StudyArgs& a, const std::vector<std::size_t>& shape,
+                      const std::vector<std::size_t>& groups, int threads) {
+  const std::string toml = fmt::format(
+      "[experiment]\nname = \"transpose-study\"\nkind = \"transpose_study\"\n[params]\n"
+      "distribution = \"{}\"\nshape = [{}, {}]\nseed = {}\neps = {}\ngroups = [{}]\n",
+      a.dist, shape[0], shape[1], a.seed, a.eps, fmt::join(groups, ", "));
+  const io::Experiment e = io::parse_experiment(toml, "fp8flow transpose-study");
+  const io::RunSpec& spec = e.runs.at(0);
+  io::ResultsWriter w(a.out, 0.0);
+  if (w.complete().count(spec.hash))
+    return fmt::format("{} already holds this study as run {}; not written again", a.out, spec.hash);
+  w.add(io::execute_run(spec, e.name, threads));
+  w.commit();
+  return fmt::format("written to {} as run {}", a.out, spec.hash);
+}
 
 std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
@@ -45,10 +70,15 @@ void add_transpose_study_command(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("--groups", a->groups, "Expert group sizes along rows (default: one group)");
   cmd->add_option("--eps", a->eps, "te_pow2 amax floor of both quantizations (default 0)");
   cmd->add_option("--max-tiles", a->max_tiles, "Tiles listed in the paper_kernel vs exact report (default 8)");
+  cmd->add_option("-o,--out", a->out, "Also log the study as a transpose_study run in this HDF5 store (synthetic "
+                  "--dist only; the run `fp8flow run` would write for the same parameters)");
   cmd->add_flag("--json", a->json, "Print JSON");
   cmd->callback([a, &g] {
     InputTensor in;
     std::string source;
+    if (!a->out.empty() && a->dist.starts_with("file:"))
+      throw InputError(fmt::format("transpose-study --out {}: only synthetic --dist inputs are logged (the store "
+                                   "records the parameters that regenerate a run, not a file's contents)", a->out));
     if (a->dist.starts_with("file:")) {
       in = read_input_npy(a->dist.substr(5));
       source = a->dist;
@@ -105,6 +135,7 @@ void add_transpose_study_command(CLI::App& app, const GlobalOptions& g) {
       j["sat_loss_exact_vs_rowwise"] = to_json(sat_loss);
       j["sat_loss_paper_kernel_vs_rowwise"] = to_json(paper_loss);
       j["paper_kernel_vs_exact"] = to_json(diff, a->max_tiles);
+      if (!a->out.empty()) j["report"] = log_study(*a, {in.rows, in.cols}, groups, g.threads);
       fmt::print("{}\n", j.dump(2));
       return;
     }
@@ -129,6 +160,7 @@ void add_transpose_study_command(CLI::App& app, const GlobalOptions& g) {
     fmt::print("  paper_kernel vs rowwise values:            changed {} ({:.4g}), underflow_to_zero {}\n\n",
                paper_loss.changed, paper_loss.frac_changed, paper_loss.underflow_to_zero);
     fmt::print("{}", to_text(diff, a->max_tiles));
+    if (!a->out.empty()) fmt::print("report: {}\n", log_study(*a, {in.rows, in.cols}, groups, g.threads));
   });
 }
 

@@ -43,10 +43,14 @@ TransposeMethod parse_transpose_method(std::string_view s) {
 }
 
 namespace {
+// On the bits (frexp per scale cost the 4096^2 transpose a few percent): +-0, or positive and finite with
+// a zero mantissa (normal) or a single mantissa bit (subnormal).
 bool is_pow2_or_zero(float v) {
-  if (v == 0.0f) return true;
-  int e = 0;
-  return std::isfinite(v) && v > 0.0f && std::frexp(v, &e) == 0.5f;
+  const std::uint32_t b = std::bit_cast<std::uint32_t>(v);
+  const std::uint32_t field = (b >> 23) & 0xFFu, m = b & 0x7FFFFFu;
+  if ((b & 0x7FFFFFFFu) == 0) return true;
+  if ((b >> 31) != 0 || field == 0xFFu) return false;
+  return field != 0 ? m == 0 : (m & (m - 1)) == 0;
 }
 int exponent_field(float v) { return int((std::bit_cast<std::uint32_t>(v) >> 23) & 0xFFu) - 127; }
 }  // namespace
@@ -84,11 +88,58 @@ std::uint8_t sat_paper_kernel_code(const FormatSpec& f, std::uint8_t code, int k
 }
 
 std::uint8_t sat_exact_code(const FormatSpec& f, std::uint8_t code, float row_scale_inv, float tile_scale_inv,
-                            Rounding rounding) {
+                            Rounding rounding, std::uint64_t random) {
   const double v = decode(f, code);
   // si / T = 2^-k is exact in double, and so is v * 2^-k: one rounding, in the encoder.
   const double x = row_scale_inv == 0.0f ? v * 0.0 : v * (double(row_scale_inv) / double(tile_scale_inv));
-  return std::uint8_t(encode(f, x, CastPolicy{rounding, Overflow::satfinite}));
+  return std::uint8_t(encode(f, x, CastPolicy{rounding, Overflow::satfinite}, random));
+}
+
+int sat_shift_form_code(const SatShiftForm& s, std::uint8_t code) {
+  const std::uint8_t mag = code & s.mag_mask;
+  const bool neg = (code & s.sign) != 0;
+  if (mag > s.max_mag) return -1;
+  if (mag >= s.hi) return (mag - s.sub) | (code & s.sign);
+  if (mag >= s.base) return neg ? s.win_neg[mag - s.base] : s.win_pos[mag - s.base];
+  if (mag == 0) return neg ? s.zero_neg : s.zero_pos;
+  return neg ? s.deep_neg : s.deep_pos;
+}
+
+std::optional<SatShiftForm> sat_exact_shift_form(const FormatSpec& f, Rounding rounding, int k) {
+  const int M = f.man;
+  // Signed formats with a zero, one byte, and a window of (M+1) << M <= 32 codes (every FP8/FP6/FP4 format).
+  if (!f.sign || !f.zero || total_bits(f) > 8 || ((M + 1) << M) > 32 || rounding == Rounding::stochastic ||
+      k < 0 || k > kSatZeroRow)
+    return std::nullopt;
+  const auto golden = [&](unsigned c) {
+    return k == kSatZeroRow ? sat_exact_code(f, std::uint8_t(c), 0.0f, 1.0f, rounding)
+                            : sat_exact_code(f, std::uint8_t(c), std::ldexp(1.0f, -k), 1.0f, rounding);
+  };
+  SatShiftForm s;
+  s.mag_mask = std::uint8_t(magnitude_mask(f));
+  s.sign = std::uint8_t(sign_bit(f));
+  s.max_mag = std::uint8_t(max_code(f));  // NaN and Inf codes lie above (FNUZ's NaN 0x80 has mag 0)
+  // mag >= (k+1) << M: exponent field e >= k + 1, so e - k >= 1 and value * 2^-k is a normal code, exactly.
+  // The zero row has no such codes. Below, e <= k: value * 2^-k = (2^M + m) 2^(e-k-1) quanta of the
+  // subnormal grid, a non-trivial rounding only while that is >= 1/2 quantum, i.e. e >= k - M; the
+  // window [base, hi) covers those M+1 binades (32 codes for M = 3; more binades for smaller M).
+  const int hi = k == kSatZeroRow ? int(s.max_mag) + 1 : std::min((k + 1) << M, int(s.max_mag) + 1);
+  s.hi = k == kSatZeroRow || hi > int(s.max_mag) ? std::uint8_t(0xFF) : std::uint8_t(hi);
+  s.sub = s.hi == 0xFF ? 0 : std::uint8_t(k << M);
+  s.base = std::uint8_t(std::max(0, hi - 32));
+  for (int mag = s.base; mag < hi; ++mag) {
+    s.win_pos[mag - s.base] = golden(unsigned(mag));
+    s.win_neg[mag - s.base] = golden(unsigned(mag) | s.sign);
+  }
+  s.deep_pos = golden(1u);
+  s.deep_neg = golden(1u | s.sign);
+  s.zero_pos = golden(0u);
+  s.zero_neg = golden(s.sign);
+  for (unsigned c = 0; c < 256; ++c) {
+    const int got = sat_shift_form_code(s, std::uint8_t(c));
+    if (got >= 0 && std::uint8_t(got) != golden(c)) return std::nullopt;
+  }
+  return s;
 }
 
 namespace {
@@ -116,18 +167,12 @@ float tile_max_scale(const QuantizedTensor& in, Range rows, std::size_t cb) {
   return t;
 }
 
-void check_rounding(Rounding r) {
-  if (r == Rounding::stochastic)
-    throw InputError("transpose exact: rounding 'stochastic' is not supported; expected rne, rz, ru, rd or rna");
-}
-
 }  // namespace
 
 namespace golden {
 QuantizedTensor transpose_sat(const QuantizedTensor& in, const std::vector<std::size_t>& groups, TransposeMethod m,
-                              Rounding rounding) {
+                              Rounding rounding, std::uint64_t seed) {
   check_sat_input(in, "transpose");
-  check_rounding(rounding);
   if (m != TransposeMethod::paper_kernel && m != TransposeMethod::exact)
     throw std::invalid_argument("golden::transpose_sat: paper_kernel or exact");
   QuantizedTensor out = sat_output(in, groups, fmt::format("transpose:{}", to_string(m)));
@@ -143,9 +188,10 @@ QuantizedTensor transpose_sat(const QuantizedTensor& in, const std::vector<std::
         const float si = in.scale_inv[r * in.scale_cols + cb];
         for (std::size_t c = c0; c < c1; ++c) {
           const std::uint8_t q = in.codes[r * C + c];
+          const std::uint64_t random = rounding == Rounding::stochastic ? philox_bits(seed, r * C + c) : 0;
           out.codes[c * R + r] = m == TransposeMethod::paper_kernel
                                      ? sat_paper_kernel_code(*in.recipe.payload, q, sat_shift_fields(T, si))
-                                     : sat_exact_code(*in.recipe.payload, q, si, T, rounding);
+                                     : sat_exact_code(*in.recipe.payload, q, si, T, rounding, random);
         }
       }
     }
@@ -168,20 +214,23 @@ FP8FLOW_DECLARE_ISA(isa_avx2)
 namespace isa_avx2 {  // transpose_fast_avx2.cpp: the same tile job with vpshufb lookups and 16x16 byte transposes
 void sat_xor_form(const std::uint8_t* t, std::uint8_t* x);
 void sat_tile_pshufb(const std::uint8_t*, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,
-                     const std::uint8_t* const*, const std::uint8_t* const*, std::uint8_t*, std::uint8_t*, std::size_t);
+                     const std::uint8_t* const*, const std::uint8_t* const*, const SatShiftForm* const*,
+                     std::uint8_t*, std::uint8_t*, std::size_t);
 }  // namespace isa_avx2
 
 namespace {
 
 
 // Every shift at or beyond kMaxShift gives the same result as kMaxShift: paper_kernel's e - k < 1 for all
-// e <= 31, and exact's value(q) * 2^-k lies below half the smallest subnormal of every 8-bit format.
-constexpr int kMaxShift = 40;
-constexpr int kZeroRow = kMaxShift + 1;  // exact: a row with scale_inv 0 (value * 0)
+// e <= 31, and exact's value(q) * 2^-k lies below half the smallest subnormal of every 8-bit format
+// (deterministic modes only: stochastic rounding's P(up) keeps shrinking with k, see transpose_sat_fast).
+constexpr int kMaxShift = kSatMaxShift;
+constexpr int kZeroRow = kSatZeroRow;  // exact: a row with scale_inv 0 (value * 0)
 
 struct ShiftTables {
   std::vector<std::array<std::uint8_t, 256>> t;
   std::vector<std::array<std::uint8_t, 256>> x;  // AVX2: t in the vpshufb form (isa_avx2::sat_xor_form)
+  std::vector<std::optional<SatShiftForm>> form;  // AVX2, exact: the compare/blend form where it exists
   ShiftTables(const FormatSpec& f, TransposeMethod m, Rounding rounding) : t(kZeroRow + 1) {
     for (int k = 0; k <= kMaxShift; ++k)
       for (unsigned c = 0; c < 256; ++c)
@@ -194,6 +243,9 @@ struct ShiftTables {
     if (cpu_has_avx2()) {
       x.resize(t.size());
       for (std::size_t k = 0; k < t.size(); ++k) isa_avx2::sat_xor_form(t[k].data(), x[k].data());
+      form.resize(t.size());
+      if (m == TransposeMethod::exact)
+        for (std::size_t k = 0; k < t.size(); ++k) form[k] = sat_exact_shift_form(f, rounding, int(k));
     }
   }
 };
@@ -209,23 +261,56 @@ const ShiftTables& shift_tables(const FormatSpec& f, TransposeMethod m, Rounding
   return *t;
 }
 
+// std::ilogb for the positive finite scales here: the exponent field, or libm for a subnormal.
+int ilogb_fast(float v) {
+  const int field = int((std::bit_cast<std::uint32_t>(v) >> 23) & 0xFFu);
+  return field != 0 ? field - 127 : std::ilogb(v);
+}
+
 int row_table(TransposeMethod m, float T, float si) {
   int k;
   if (m == TransposeMethod::paper_kernel) {
     k = sat_shift_fields(T, si);
   } else {
     if (si == 0.0f) return kZeroRow;
-    k = std::ilogb(T) - std::ilogb(si);
+    k = ilogb_fast(T) - ilogb_fast(si);
   }
   return std::clamp(k, 0, kMaxShift);
 }
 
+// exact under Rounding::stochastic, one h x w tile: codes that stay normal (e - k >= 1, the shift is exact)
+// are shifted; every other code takes sat_exact_code with its own Philox draw, the golden loop's call,
+// with the true si and T (no shift clamp: P(up) keeps shrinking with k). Columns go out as in sat_tile_lut.
+void sat_tile_stochastic(const QuantizedTensor& in, std::size_t row0, std::size_t h, std::size_t c0, std::size_t w,
+                         std::size_t cb, float T, std::uint64_t seed, std::uint8_t* __restrict buf,
+                         std::uint8_t* __restrict dst) {
+  const FormatSpec& f = *in.recipe.payload;
+  const std::size_t R = in.rows, C = in.cols;
+  const std::uint32_t mag_mask = magnitude_mask(f), sbit = sign_bit(f), max_mag = max_code(f);
+  for (std::size_t r = 0; r < h; ++r) {
+    const std::size_t row = row0 + r;
+    const float si = in.scale_inv[row * in.scale_cols + cb];
+    // (k + 1) << M as a bound on mag; si == 0 (value * 0): none stays normal.
+    const long long k = si == 0.0f ? -1 : std::ilogb(T) - std::ilogb(si);
+    const long long hi = k < 0 || k > 64 ? (1ll << 62) : (k + 1) << f.man;
+    const std::uint8_t* src = in.codes.data() + row * C + c0;
+    for (std::size_t c = 0; c < w; ++c) {
+      const std::uint32_t q = src[c], mag = q & mag_mask;
+      buf[c * h + r] = (mag <= max_mag && (long long)mag >= hi)
+                           ? std::uint8_t((mag - (std::uint32_t(k) << f.man)) | (q & sbit))
+                           : sat_exact_code(f, std::uint8_t(q), si, T, Rounding::stochastic,
+                                            philox_bits(seed, row * C + c0 + c));
+    }
+  }
+  for (std::size_t c = 0; c < w; ++c) std::memcpy(dst + (c0 + c) * R + row0, buf + c * h, h);
+}
+
 void transpose_sat_fast(const QuantizedTensor& in, const std::vector<std::size_t>& groups, TransposeMethod m,
-                        Rounding rounding, int threads, QuantizedTensor& out) {
+                        Rounding rounding, int threads, QuantizedTensor& out, std::uint64_t seed) {
   check_sat_input(in, "transpose");
-  check_rounding(rounding);
   if (m != TransposeMethod::paper_kernel && m != TransposeMethod::exact)
     throw std::invalid_argument("transpose_sat_into: paper_kernel or exact");
+  if (m == TransposeMethod::paper_kernel) rounding = Rounding::rne;  // no rounding step: one set of tables
   // Reuse out's buffers: every code and scale is written below, so no clearing is needed.
   std::vector<std::uint8_t> codes = std::move(out.codes);
   std::vector<float> scales = std::move(out.scale_inv);
@@ -245,56 +330,74 @@ void transpose_sat_fast(const QuantizedTensor& in, const std::vector<std::size_t
   out.codes = std::move(codes);
   out.scale_inv = std::move(scales);
 
-  const ShiftTables& tables = shift_tables(*in.recipe.payload, m, rounding);
+  const bool stochastic = rounding == Rounding::stochastic;
+  const ShiftTables* tables = stochastic ? nullptr : &shift_tables(*in.recipe.payload, m, rounding);
   const std::size_t N = std::size_t(in.recipe.tile.cols), R = in.rows, C = in.cols;
   const auto ntiles = static_cast<long long>(g.row_tiles.size());
   const std::uint8_t* __restrict src = in.codes.data();
   std::uint8_t* __restrict dst = out.codes.data();
   float* __restrict tscale = out.scale_inv.data();
-  const auto body = [&](long long ti) {
-    const Range rt = g.row_tiles[std::size_t(ti)];
-    const std::size_t h = rt.size();
-    std::vector<const std::uint8_t*> lut(h), xlut(h);
-    std::vector<std::uint8_t> buf(2 * N * h);  // the AVX2 kernel uses a row-major and a column-major tile
-    for (std::size_t cb = 0; cb < in.scale_cols; ++cb) {
-      const std::size_t c0 = cb * N, w = std::min(C, c0 + N) - c0;
-      const float T = tile_max_scale(in, rt, cb);
-      for (std::size_t c = 0; c < w; ++c) tscale[std::size_t(ti) * C + c0 + c] = T;
-      const bool avx2 = !tables.x.empty();
-      for (std::size_t r = 0; r < h; ++r) {
-        const int k = row_table(m, T, in.scale_inv[(rt.begin + r) * in.scale_cols + cb]);
-        lut[r] = tables.t[std::size_t(k)].data();
-        if (avx2) xlut[r] = tables.x[std::size_t(k)].data();
-      }
-      if (avx2) isa_avx2::sat_tile_pshufb(src, C, rt.begin, h, c0, w, lut.data(), xlut.data(), buf.data(), dst, R);
-      else isa_generic::sat_tile_lut(src, C, rt.begin, h, c0, w, lut.data(), buf.data(), dst, R);
-    }
+  // Per-task scratch: one tile's table pointers and the tile buffer (the AVX2 kernel uses a row-major and a
+  // column-major tile). Row tiles have at most N rows.
+  struct Scratch {
+    std::vector<const std::uint8_t*> lut, xlut;
+    std::vector<const SatShiftForm*> form;
+    std::vector<std::uint8_t> buf;
+    explicit Scratch(std::size_t n) : lut(n), xlut(n), form(n), buf(2 * n * n) {}
   };
-  // One row tile per task; tensors under 2^18 elements stay on the calling thread.
+  const auto tile = [&](std::size_t ti, std::size_t cb, Scratch& s) {
+    const Range rt = g.row_tiles[ti];
+    const std::size_t h = rt.size();
+    const std::size_t c0 = cb * N, w = std::min(C, c0 + N) - c0;
+    const float T = tile_max_scale(in, rt, cb);
+    for (std::size_t c = 0; c < w; ++c) tscale[ti * C + c0 + c] = T;
+    if (stochastic) {
+      sat_tile_stochastic(in, rt.begin, h, c0, w, cb, T, seed, s.buf.data(), dst);
+      return;
+    }
+    const bool avx2 = !tables->x.empty();
+    for (std::size_t r = 0; r < h; ++r) {
+      const int k = row_table(m, T, in.scale_inv[(rt.begin + r) * in.scale_cols + cb]);
+      s.lut[r] = tables->t[std::size_t(k)].data();
+      if (avx2) {
+        s.xlut[r] = tables->x[std::size_t(k)].data();
+        s.form[r] = tables->form[std::size_t(k)] ? &*tables->form[std::size_t(k)] : nullptr;
+      }
+    }
+    if (avx2)
+      isa_avx2::sat_tile_pshufb(src, C, rt.begin, h, c0, w, s.lut.data(), s.xlut.data(), s.form.data(), s.buf.data(),
+                                dst, R);
+    else isa_generic::sat_tile_lut(src, C, rt.begin, h, c0, w, s.lut.data(), s.buf.data(), dst, R);
+  };
+  // One row tile per task, its column blocks left to right (the AVX2 kernel prefetches the next block's
+  // input rows and output columns while it works on one); tensors under 2^18 elements stay on the calling
+  // thread.
   const std::size_t serial_below = R * C < (std::size_t(1) << 18) ? std::size_t(ntiles) + 1 : 0;
   parallel_chunks(std::size_t(ntiles), 1, serial_below, threads, [&](std::size_t b, std::size_t e) {
-    for (std::size_t ti = b; ti < e; ++ti) body(static_cast<long long>(ti));
+    Scratch s(N);
+    for (std::size_t ti = b; ti < e; ++ti)
+      for (std::size_t cb = 0; cb < in.scale_cols; ++cb) tile(ti, cb, s);
   });
 }
 
 }  // namespace
 
 void transpose_sat_into(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups, TransposeMethod m,
-                        Rounding rounding, int threads, QuantizedTensor& out) {
-  transpose_sat_fast(rowwise, groups, m, rounding, threads, out);
+                        Rounding rounding, int threads, QuantizedTensor& out, std::uint64_t seed) {
+  transpose_sat_fast(rowwise, groups, m, rounding, threads, out, seed);
 }
 
 QuantizedTensor transpose_paper_kernel(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups,
                                        int threads) {
   QuantizedTensor out;
-  transpose_sat_fast(rowwise, groups, TransposeMethod::paper_kernel, Rounding::rne, threads, out);
+  transpose_sat_fast(rowwise, groups, TransposeMethod::paper_kernel, Rounding::rne, threads, out, 0);
   return out;
 }
 
 QuantizedTensor transpose_exact(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups,
-                                Rounding rounding, int threads) {
+                                Rounding rounding, int threads, std::uint64_t seed) {
   QuantizedTensor out;
-  transpose_sat_fast(rowwise, groups, TransposeMethod::exact, rounding, threads, out);
+  transpose_sat_fast(rowwise, groups, TransposeMethod::exact, rounding, threads, out, seed);
   return out;
 }
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,17 +37,45 @@ int sat_shift_fields(float tile_scale_inv, float row_scale_inv);
 // paper_kernel: e' = e - k; e' < 1 -> 0; out = s|e'|m; input exponent field 0 -> 0x00.
 std::uint8_t sat_paper_kernel_code(const FormatSpec& f, std::uint8_t code, int k);
 // exact: cvt_sat(value(code) * si / T) under `rounding`, computed exactly; si == 0 gives value * 0.
+// Rounding::stochastic takes `random` (64 bits, see philox.hpp); the transposes draw it as
+// philox_bits(seed, r * cols + c) for input element (r, c).
 std::uint8_t sat_exact_code(const FormatSpec& f, std::uint8_t code, float row_scale_inv, float tile_scale_inv,
-                            Rounding rounding);
+                            Rounding rounding, std::uint64_t random = 0);
+
+// exact, one row with shift k (value * 2^-k), as the AVX2 fast path computes it: compare/blend and a
+// table of at most 32 entries per sign instead of a 256-entry table. With mag = code & magnitude mask:
+//   mag >= hi (= (k+1) << M, e - k >= 1):  (mag - (k << M)) | sign   the shift is exact, stays normal
+//   base <= mag < hi:                      win_pos / win_neg[mag - base]   the rounded ones (e in [k-M, k] and
+//                                          a few more: (M+1) << M <= 32 codes)
+//   0 < mag < base:                        deep_pos / deep_neg   |value| 2^-k < half the smallest subnormal:
+//                                          0 (rne, rz, rna) or the smallest subnormal on ru/rd's side
+//   mag == 0:                              zero_pos / zero_neg  (FNUZ: the NaN code 0x80 lands here)
+//   mag > max_mag (NaN, Inf):              not covered: the 256-entry table (sat_shift_form_code gives -1)
+// Table entries and constants are taken from sat_exact_code, and sat_exact_shift_form returns nothing
+// unless the form equals sat_exact_code on all 256 codes (then the caller keeps the 256-entry table).
+// k = kSatZeroRow stands for a row with scale_inv 0 (value * 0).
+inline constexpr int kSatMaxShift = 40;  // every shift beyond gives the same codes (deterministic modes)
+inline constexpr int kSatZeroRow = kSatMaxShift + 1;
+struct SatShiftForm {
+  std::uint8_t mag_mask = 0, sign = 0, max_mag = 0;
+  std::uint8_t hi = 0xFF, sub = 0, base = 0;
+  std::uint8_t deep_pos = 0, deep_neg = 0, zero_pos = 0, zero_neg = 0;
+  std::uint8_t win_pos[32] = {}, win_neg[32] = {};
+};
+std::optional<SatShiftForm> sat_exact_shift_form(const FormatSpec& f, Rounding rounding, int k);
+int sat_shift_form_code(const SatShiftForm& s, std::uint8_t code);  // -1: special, not covered
 
 QuantizedTensor transpose_naive(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups);
 QuantizedTensor transpose_paper_kernel(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups,
                                        int threads = 0);
+// `seed` keys the Philox stream of Rounding::stochastic (ignored otherwise): element (r, c) of the INPUT
+// draws philox_bits(seed, r * cols + c), so the codes do not depend on threads or tiling.
 QuantizedTensor transpose_exact(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups,
-                                Rounding rounding, int threads = 0);
+                                Rounding rounding, int threads = 0, std::uint64_t seed = 0);
 // paper_kernel or exact into `out`, reusing its buffers when the sizes match (benchmarks, loops).
+// paper_kernel has no rounding step and ignores `rounding` and `seed`.
 void transpose_sat_into(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups, TransposeMethod m,
-                        Rounding rounding, int threads, QuantizedTensor& out);
+                        Rounding rounding, int threads, QuantizedTensor& out, std::uint64_t seed = 0);
 // Nx1 te_pow2 of the high-precision x with the given params (eps, input dtype), codes stored transposed.
 QuantizedTensor transpose_direct(std::span<const float> x, std::size_t rows, std::size_t cols, int n,
                                  const FormatSpec& payload, const QuantParams& params,
@@ -55,7 +84,7 @@ QuantizedTensor transpose_direct(std::span<const float> x, std::size_t rows, std
 namespace golden {
 // Scalar loops in the kernel's order: per group, per N-row tile, per column block: T, then every byte.
 QuantizedTensor transpose_sat(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups,
-                              TransposeMethod m, Rounding rounding);
+                              TransposeMethod m, Rounding rounding, std::uint64_t seed = 0);
 }  // namespace golden
 
 // ---- Where paper_kernel and exact differ, and why ------------------------------------------------

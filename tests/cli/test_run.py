@@ -391,6 +391,37 @@ def test_notebook():
     check(sha256(r) == before, "the notebook modified the results file")
 
 
+def test_study_out():
+    """`fp8flow transpose-study --out F` logs the run `fp8flow run` would write for the same parameters."""
+    f = path("study.h5")
+    p = run("transpose-study", "--dist", "outliers", "--shape", "256,384", "--seed", "2", "--groups", "100,156",
+            "--eps", "1e-10", "--out", f)
+    line = [l for l in p.stdout.splitlines() if l.startswith("report: written to")]
+    check(len(line) == 1, f"no 'report: written to' line:\n{p.stdout}")
+    h = line[0].split()[-1]
+    exp = write("same.toml", '[experiment]\nname = "same"\nkind = "transpose_study"\n[params]\n'
+                'distribution = "outliers"\nshape = [256, 384]\nseed = 2\ngroups = [100, 156]\neps = 1e-10\n')
+    run("run", exp, "-o", path("same.h5"), "--quiet")
+    with h5py.File(f, "r") as a, h5py.File(path("same.h5"), "r") as b:
+        check(list(a["runs"].keys()) == [h], f"study.h5 runs {list(a['runs'].keys())}, expected [{h}]")
+        check(list(b["runs"].keys()) == [h], f"fp8flow run gave {list(b['runs'].keys())}, the CLI {h}")
+        for t in a[f"runs/{h}/tables"]:
+            ta, tb = a[f"runs/{h}/tables/{t}"], b[f"runs/{h}/tables/{t}"]
+            for col in ta:
+                va, vb = np.asarray(ta[col][()]), np.asarray(tb[col][()])
+                same = np.array_equal(va, vb, equal_nan=va.dtype.kind == "f")
+                check(same, f"table {t} column {col} differs between the CLI and fp8flow run")
+    before = sha256(f)
+    p = run("transpose-study", "--dist", "outliers", "--shape", "256,384", "--seed", "2", "--groups", "100,156",
+            "--eps", "1e-10", "--out", f, "--json")
+    check("already holds" in json.loads(p.stdout)["report"], f"second write not detected: {p.stdout[-300:]}")
+    check(sha256(f) == before, "a repeated study changed the store")
+    np.save(path("x.npy"), np.ones((4, 128), dtype=np.float32))
+    p = run("transpose-study", "--dist", "file:" + path("x.npy"), "--out", f, rc=1)
+    check("--out" in p.stderr and f in p.stderr, f"unclear error: {p.stderr}")
+    check(sha256(f) == before, "a refused study changed the store")
+
+
 GROUPS = {n[5:]: f for n, f in globals().items() if n.startswith("test_")}
 
 if __name__ == "__main__":
