@@ -1,6 +1,7 @@
 // fp8flow validate --gpu [--op quantize|transpose|dequantize|all] [--shape R,C] [--dist D|adversarial]
 //                  [--input X.npy] [--granularity 1x128|128x128|all] [--rule te_fp32|te_pow2|paper_swiglu|all]
 //                  [--groups g1,...] [--seed S] [--eps E] [-o report.h5] [--json]
+// (--op gemm: validate_gemm.cpp, --op dispatch: validate_dispatch.cpp; -o works for every --op)
 // Runs the CUDA kernels (src/cuda) and the CPU golden model on the same inputs and compares codes and scales
 // bit for bit; prints the first mismatch (coordinate, tile, input hex, both outputs) and the total count.
 // Exit status 1 on any mismatch, and where the build has no CUDA or the machine no GPU.
@@ -17,6 +18,7 @@
 #include "cli/validate_dispatch.hpp"
 #include "cli/validate_gemm.hpp"
 #include "io/errors.hpp"
+#include "io/results_store.hpp"
 #include "quant/distributions.hpp"
 #include "quant/quant_io.hpp"
 #include "quant/quantize.hpp"
@@ -150,10 +152,7 @@ int run_gpu(const ValidateArgs& a, const GlobalOptions& g) {
                        {"shape", std::vector<std::size_t>{rows, cols}}, {"groups", groups}, {"eps", double(a.eps)},
                        {"seed", std::int64_t(a.seed)}, {"gpu", cuda::gpu_name()}, {"build", io::Provenance::of_this_build().git_commit}},
         results);
-    const std::string hash = rec.hash;
-    stored = io::write_gpu_validation(a.out, std::move(rec))
-                 ? fmt::format("written to {} as run {}", a.out, hash)
-                 : fmt::format("{} already holds this validation as run {}; not written again", a.out, hash);
+    stored = io::store_gpu_validation(a.out, std::move(rec));
   }
   if (a.json) {
     nlohmann::json j{{"gpu", cuda::gpu_name()}, {"dist", a.dist}, {"seed", a.seed}, {"eps", a.eps},
@@ -197,13 +196,16 @@ void add_validate_command(CLI::App& app, const GlobalOptions& g) {
   cmd->add_flag("--json", a->json, "Print the report as JSON");
   cmd->callback([a, &g] {
     if (!a->gpu) throw InputError("validate: pass --gpu (GPU kernels against the CPU golden model)");
+    // A bad -o fails now, not after minutes on the GPU: absent, or an fp8flow store this build can extend.
+    if (!a->out.empty()) io::existing_runs(a->out);
     if (a->op == "dispatch") {  // expert-parallel dispatch/combine over NCCL (validate_dispatch.cpp, docs/ep.md)
-      const int rc = run_validate_dispatch(a->preset, a->tokens, a->ranks, a->seed, a->json, g.threads);
+      const int rc = run_validate_dispatch(a->preset, a->tokens, a->ranks, a->seed, a->json, g.threads, a->out);
       if (rc != 0) std::exit(rc);
       return;
     }
     if (a->op == "gemm") {  // cuBLASLt FP8 GEMMs vs the fitted accumulation model (validate_gemm.cpp)
-      const int rc = run_validate_gemm(a->shape_set ? a->shape : "", a->dist, a->seed, a->accum, a->json, g.threads);
+      const int rc = run_validate_gemm(a->shape_set ? a->shape : "", a->dist, a->seed, a->accum, a->json, g.threads,
+                                     a->out);
       if (rc != 0) std::exit(rc);
       return;
     }

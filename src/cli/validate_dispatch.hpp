@@ -9,7 +9,9 @@
 namespace fp8flow::cli {
 // preset: a MoE preset name (tiny, quickstart, ...); tokens 0 keeps the preset's; ranks 0: every visible
 // GPU (at most the expert count). Asking for more ranks than GPUs falls back to the GPUs present and says
-// so. Returns the exit status: 1 on any mismatch or when no GPU is visible, else 0.
+// so. output: an HDF5 results store to append the results to as a gpu_validation run (one case per rank,
+// one part per compared tensor; "" = none). Returns the exit status: 1 on any mismatch or when no GPU is
+// visible, else 0.
 int run_validate_dispatch(const std::string& preset, std::size_t tokens, int ranks, std::uint64_t seed, bool json,
-                          int threads);
+                          int threads, const std::string& output = "");
 }  // namespace fp8flow::cli

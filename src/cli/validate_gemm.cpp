@@ -1,8 +1,12 @@
+// fp8flow validate --gpu --op gemm [--shape M,N,K] [--dist D] [--seed S] [--accum auto|MODEL] [-o report.h5]
+// [--json] (see validate_gemm.hpp). -o appends the results as a gpu_validation run (io::gemm_validation_record).
 #include "cli/validate_gemm.hpp"
 
 #include <fmt/format.h>
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <vector>
 
 #include "io/errors.hpp"
@@ -13,12 +17,13 @@
 #include "cuda/format_kernels.hpp"
 #include "cuda/format_validation.hpp"
 #include "cuda/gemm_validate.hpp"
+#include "io/gpu_validation_record.hpp"
 #endif
 
 namespace fp8flow::cli {
 
 int run_validate_gemm(const std::string& shape, const std::string& dist, std::uint64_t seed, const std::string& accum,
-                      bool json, int threads) {
+                      bool json, int threads, const std::string& output) {
   std::size_t M = 512, N = 512, K = 4096;
   if (!shape.empty()) {
     std::vector<std::size_t> v;
@@ -45,8 +50,12 @@ int run_validate_gemm(const std::string& shape, const std::string& dist, std::ui
     fmt::print(stderr, "fp8flow validate: no CUDA device visible on this machine; nothing validated\n");
     return 1;
   }
+  // Exit status: a bound violation or a cuBLASLt error fails, and so does any bit mismatch against a fitted
+  // preset (they reproduce every recorded H100 output); against other models only the bound counts.
+  const bool preset = accum == "auto" || model == AccumModel::h100 || model == AccumModel::h100_fast;
   const std::vector<float> xa = make_distribution(d, M, K, seed), xb = make_distribution(d, N, K, seed + 1);
   std::vector<cuda::GemmValidation> results;
+  std::vector<io::GemmValidationCase> cases;  // the same results with their configuration, for the store
   for (const auto sc : {cuda::GemmScaling::tensor, cuda::GemmScaling::blk_1x128_128x128,
                         cuda::GemmScaling::blk_1x128_1x128}) {
     const Granularity ga = sc == cuda::GemmScaling::tensor ? kTensor : k1x128;
@@ -68,17 +77,41 @@ int run_validate_gemm(const std::string& shape, const std::string& dist, std::ui
         runs.emplace_back(cfg, m);
       }
     }
-    for (auto& r : cuda::validate_gemm_gpu(A, B, runs, threads)) results.push_back(std::move(r));
+    std::vector<cuda::GemmValidation> got = cuda::validate_gemm_gpu(A, B, runs, threads);  // one per run, in order
+    if (got.size() != runs.size())
+      throw std::logic_error(fmt::format("validate_gemm_gpu returned {} results for {} runs", got.size(), runs.size()));
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      const cuda::GemmValidation& r = got[i];
+      io::GemmValidationCase c;
+      c.scaling = cuda::to_string(sc);
+      c.fast_accum = runs[i].first.fast_accum;
+      c.out = runs[i].first.out == cuda::GemmOutType::bf16 ? "bf16" : "f32";
+      c.model = std::string(to_string(runs[i].second));
+      c.bits_required = preset;
+      c.m = M, c.n = N, c.k = K;
+      c.label = r.label, c.algo = r.algo;
+      c.compared = r.compared, c.bit_exact = r.bit_exact, c.first_mismatch = r.first_mismatch;
+      c.bound_violations = r.bound_violations, c.worst_err_over_bound = r.worst_err_over_bound;
+      c.first_violation = r.first_violation, c.error = r.error;
+      cases.push_back(std::move(c));
+      results.push_back(std::move(got[i]));
+    }
   }
-  // Exit status: a bound violation or a cuBLASLt error fails, and so does any bit mismatch against a fitted
-  // preset (they reproduce every recorded H100 output); against other models only the bound counts.
-  const bool preset = accum == "auto" || model == AccumModel::h100 || model == AccumModel::h100_fast;
   std::size_t bad = 0, compared = 0, exact = 0;
-  for (const auto& r : results) {
-    compared += r.compared;
-    exact += r.bit_exact;
-    if (!r.bound_ok() || (preset && !r.bits_ok())) ++bad;
+  for (const auto& c : cases) {
+    compared += c.compared;
+    exact += c.bit_exact;
+    bad += c.ok() ? 0 : 1;
   }
+  const std::string input = fmt::format("{} seed {}", dist, seed);  // B: seed + 1
+  std::string stored;
+  if (!output.empty())  // the HDF5 results store: one run of kind gpu_validation
+    stored = io::store_gpu_validation(
+        output, io::gemm_validation_record(
+                    nlohmann::json{{"op", "gemm"}, {"shape", std::vector<std::size_t>{M, N, K}}, {"dist", dist},
+                                   {"seed", std::int64_t(seed)}, {"accum", accum}, {"gpu", cuda::gpu_name()},
+                                   {"build", io::Provenance::of_this_build().git_commit}},
+                    input, cases));
   if (json) {
     nlohmann::json j{{"gpu", cuda::gpu_name()}, {"op", "gemm"}, {"shape", {M, N, K}}, {"dist", dist}, {"seed", seed},
                      {"accum", accum}, {"bit_exact_fraction", double(exact) / double(compared)}, {"ok", bad == 0}};
@@ -86,7 +119,8 @@ int run_validate_gemm(const std::string& shape, const std::string& dist, std::ui
       j["results"].push_back({{"label", r.label}, {"algo", r.algo}, {"compared", r.compared},
                               {"bit_exact", r.bit_exact}, {"first_mismatch", r.first_mismatch},
                               {"bound_violations", r.bound_violations}, {"worst_err_over_bound", r.worst_err_over_bound},
-                              {"first_violation", r.first_violation}});
+                              {"first_violation", r.first_violation}, {"error", r.error}});
+    if (!stored.empty()) j["report"] = stored;
     fmt::print("{}\n", j.dump(2));
   } else {
     fmt::print("GPU: {}; gemm [{}, {}, {}] input {} seed {} (A te_fp32 per its scaling, B likewise)\n",
@@ -96,10 +130,11 @@ int run_validate_gemm(const std::string& shape, const std::string& dist, std::ui
                100.0 * double(exact) / double(compared), bad, results.size(),
                preset ? "bit mismatch against the fitted preset, error bound violated or cuBLASLt error"
                       : "error bound violated or cuBLASLt error");
+    if (!stored.empty()) fmt::print("report: {}\n", stored);
   }
   return bad ? 1 : 0;
 #else
-  (void)M, (void)N, (void)K, (void)model, (void)d, (void)json, (void)threads, (void)seed;
+  (void)M, (void)N, (void)K, (void)model, (void)d, (void)json, (void)threads, (void)seed, (void)output;
   fmt::print(stderr, "fp8flow validate --gpu: this fp8flow was built without CUDA\n");
   return 1;
 #endif

@@ -6,8 +6,10 @@
 
 namespace fp8flow::cli {
 // shape "M,N,K" (or "" for 512,512,4096); accum "auto" (h100 / h100_fast matched to fast accumulation),
-// h100 or h100_fast (only that mode), or any other model (both modes against it). Returns the exit status:
-// 1 on an error-bound violation, a cuBLASLt error or (against h100 / h100_fast) any bit mismatch, else 0.
+// h100 or h100_fast (only that mode), or any other model (both modes against it). output: an HDF5 results
+// store to append the results to as a gpu_validation run (io::gemm_validation_record; "" = none). Returns
+// the exit status: 1 on an error-bound violation, a cuBLASLt error or (against h100 / h100_fast) any bit
+// mismatch, else 0.
 int run_validate_gemm(const std::string& shape, const std::string& dist, std::uint64_t seed, const std::string& accum,
-                      bool json, int threads);
+                      bool json, int threads, const std::string& output = "");
 }  // namespace fp8flow::cli

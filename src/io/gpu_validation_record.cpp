@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+#include <limits>
 #include <map>
 
 #include "io/experiment.hpp"
@@ -32,6 +34,11 @@ std::string join(const std::vector<std::size_t>& v) {
   return s;
 }
 std::int64_t i64(std::size_t v) { return static_cast<std::int64_t>(v); }
+// "quantize " for params {"op": "quantize", ...}: the run's label names the validate --op.
+std::string op_of(const nlohmann::json& params) {
+  const auto it = params.find("op");
+  return it != params.end() && it->is_string() ? it->get<std::string>() + " " : std::string{};
+}
 }  // namespace
 
 RunRecord gpu_validation_record(const nlohmann::json& params, const std::vector<GpuValidation>& results) {
@@ -150,8 +157,174 @@ RunRecord gpu_validation_record(const nlohmann::json& params, const std::vector<
       .add("first_mismatch", "", p_first);
 
   rec.tables = {std::move(cases), std::move(ops), std::move(parts)};
-  rec.label = fmt::format("gpu_validation {} cases", results.size());
+  rec.label = fmt::format("gpu_validation {}{} cases", op_of(params), results.size());
   rec.summary = fmt::format("{} of {} bit-exact, {} mismatches", results.size() - failing, results.size(), total_mism);
+  return rec;
+}
+
+std::string GemmValidationCase::op() const {
+  return fmt::format("gemm_e4m3_{}_{}{}_vs_{}", scaling, out, fast_accum ? "_fast_accum" : "", model);
+}
+double GemmValidationCase::bit_exact_fraction() const {
+  return compared ? double(bit_exact) / double(compared) : std::numeric_limits<double>::quiet_NaN();
+}
+
+RunRecord gemm_validation_record(const nlohmann::json& params, const std::string& input,
+                                 const std::vector<GemmValidationCase>& results) {
+  RunRecord rec;
+  rec.kind = "gpu_validation";
+  rec.params = params;
+  rec.hash = run_hash(rec.kind, params);
+  rec.experiment = "validate --gpu";
+  rec.provenance = Provenance::of_this_build();
+
+  std::vector<std::string> op, inp, scaling, out, model, algo, first, first_v, error, label;
+  std::vector<std::int64_t> rows, cols, k, fast, required, elements, compared, exact_n, mism, exact, viol, bound_ok,
+      ok;
+  std::vector<double> fraction, worst;
+  std::vector<std::string> p_op, p_input, p_what, p_first;
+  std::vector<std::int64_t> p_case, p_compared, p_mism;
+  struct Agg {
+    std::int64_t cases = 0, failing = 0, elements = 0, compared = 0, mismatches = 0, violations = 0;
+    std::string first;
+  };
+  std::map<std::string, Agg> agg;
+  std::vector<std::string> op_order;
+  std::size_t failing = 0, total_compared = 0, total_exact = 0, total_elements = 0, total_viol = 0, errors = 0;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const GemmValidationCase& v = results[i];
+    const std::size_t mismatches = v.compared - v.bit_exact;
+    op.push_back(v.op());
+    inp.push_back(input);
+    label.push_back(v.label);
+    rows.push_back(i64(v.m));
+    cols.push_back(i64(v.n));
+    k.push_back(i64(v.k));
+    scaling.push_back(v.scaling);
+    fast.push_back(v.fast_accum ? 1 : 0);
+    out.push_back(v.out);
+    model.push_back(v.model);
+    required.push_back(v.bits_required ? 1 : 0);
+    algo.push_back(v.algo);
+    elements.push_back(i64(v.m * v.n));
+    compared.push_back(i64(v.compared));
+    exact_n.push_back(i64(v.bit_exact));
+    fraction.push_back(v.bit_exact_fraction());
+    mism.push_back(i64(mismatches));
+    exact.push_back(v.bits_ok() ? 1 : 0);
+    first.push_back(v.first_mismatch);
+    viol.push_back(i64(v.bound_violations));
+    worst.push_back(v.worst_err_over_bound);
+    first_v.push_back(v.first_violation);
+    bound_ok.push_back(v.bound_ok() ? 1 : 0);
+    error.push_back(v.error);
+    ok.push_back(v.ok() ? 1 : 0);
+    // Two checks per GEMM: the output bits against the model and |gpu - exact| against the bound.
+    const auto part = [&](std::string what, std::size_t n, std::size_t bad, const std::string& text) {
+      p_case.push_back(i64(i));
+      p_op.push_back(v.op());
+      p_input.push_back(input);
+      p_what.push_back(std::move(what));
+      p_compared.push_back(i64(n));
+      p_mism.push_back(i64(bad));
+      p_first.push_back(v.error.empty() ? text : "cuBLASLt error: " + v.error);
+    };
+    part("output bits vs " + v.model, v.compared, mismatches, v.first_mismatch);
+    part("error bound", v.compared, v.bound_violations, v.first_violation);
+
+    if (!agg.contains(v.op())) op_order.push_back(v.op());
+    Agg& a = agg[v.op()];
+    ++a.cases;
+    a.failing += v.ok() ? 0 : 1;
+    a.elements += i64(v.m * v.n);
+    a.compared += i64(v.compared);
+    a.mismatches += i64(mismatches);
+    a.violations += i64(v.bound_violations);
+    if (a.first.empty() && !v.ok())
+      a.first = !v.error.empty() ? "cuBLASLt error: " + v.error
+                : !v.bound_ok() ? "error bound: " + v.first_violation
+                                : "output bits: " + v.first_mismatch;
+    failing += v.ok() ? 0 : 1;
+    total_compared += v.compared;
+    total_exact += v.bit_exact;
+    total_elements += v.m * v.n;
+    total_viol += v.bound_violations;
+    errors += v.error.empty() ? 0 : 1;
+  }
+  const double total_fraction =
+      total_compared ? double(total_exact) / double(total_compared) : std::numeric_limits<double>::quiet_NaN();
+
+  Table cases{"cases", "one row per GEMM: cuBLASLt FP8 vs the CPU accumulation model (oracle) bit for bit, and "
+                       "|gpu - exact| vs the a-priori error bound", {}, nlohmann::json::object()};
+  cases.add("op", "", op)
+      .add("input", "", inp)
+      .add("label", "", label)
+      .add("rows", "count", rows)
+      .add("cols", "count", cols)
+      .add("k", "count", k)
+      .add("scaling", "", scaling)
+      .add("fast_accum", "bool", fast)
+      .add("out", "", out)
+      .add("oracle", "", model)
+      .add("bits_required", "bool", required)
+      .add("algo", "", algo)
+      .add("elements", "count", elements)
+      .add("compared", "count", compared)
+      .add("bit_exact_count", "count", exact_n)
+      .add("bit_exact_fraction", "1", fraction)
+      .add("mismatches", "count", mism)
+      .add("bit_exact", "bool", exact)
+      .add("first_mismatch", "", first)
+      .add("bound_violations", "count", viol)
+      .add("worst_err_over_bound", "1", worst)
+      .add("first_violation", "", first_v)
+      .add("bound_ok", "bool", bound_ok)
+      .add("error", "", error)
+      .add("ok", "bool", ok);
+  cases.attrs = {{"cases", i64(results.size())},          {"failing", i64(failing)},
+                 {"elements", i64(total_elements)},       {"compared", i64(total_compared)},
+                 {"bit_exact", i64(total_exact)},         {"mismatches", i64(total_compared - total_exact)},
+                 {"bit_exact_fraction", total_fraction},  {"bound_violations", i64(total_viol)},
+                 {"errors", i64(errors)}};
+
+  std::vector<std::string> o_op, o_first;
+  std::vector<std::int64_t> o_cases, o_failing, o_elements, o_compared, o_mism, o_viol;
+  for (const std::string& name : op_order) {
+    const Agg& a = agg.at(name);
+    o_op.push_back(name);
+    o_cases.push_back(a.cases);
+    o_failing.push_back(a.failing);
+    o_elements.push_back(a.elements);
+    o_compared.push_back(a.compared);
+    o_mism.push_back(a.mismatches);
+    o_viol.push_back(a.violations);
+    o_first.push_back(a.first);
+  }
+  Table ops{"ops", "one row per GEMM configuration (op): its cases summed", {}, nlohmann::json::object()};
+  ops.add("op", "", o_op)
+      .add("cases", "count", o_cases)
+      .add("failing", "count", o_failing)
+      .add("elements", "count", o_elements)
+      .add("compared", "count", o_compared)
+      .add("mismatches", "count", o_mism)
+      .add("bound_violations", "count", o_viol)
+      .add("first_mismatch", "", o_first);
+
+  Table parts{"parts", "two rows per GEMM: the output bits vs the model (mismatches) and the error bound "
+                       "(mismatches = violations)", {}, nlohmann::json::object()};
+  parts.add("case", "index", p_case)
+      .add("op", "", p_op)
+      .add("input", "", p_input)
+      .add("part", "", p_what)
+      .add("compared", "count", p_compared)
+      .add("mismatches", "count", p_mism)
+      .add("first_mismatch", "", p_first);
+
+  rec.tables = {std::move(cases), std::move(ops), std::move(parts)};
+  rec.label = fmt::format("gpu_validation {}{} cases", op_of(params), results.size());
+  rec.summary = fmt::format("{} of {} GEMMs pass, {} of {} outputs bit-exact ({:.4f}%), {} bound violations, {} "
+                            "errors", results.size() - failing, results.size(), total_exact, total_compared,
+                            100.0 * total_fraction, total_viol, errors);
   return rec;
 }
 
@@ -164,6 +337,13 @@ bool write_gpu_validation(const std::filesystem::path& file, RunRecord rec) {
   w.add(std::move(rec));
   w.commit();
   return true;
+}
+
+std::string store_gpu_validation(const std::filesystem::path& file, RunRecord rec) {
+  const std::string hash = rec.hash;
+  return write_gpu_validation(file, std::move(rec))
+             ? fmt::format("written to {} as run {}", file.string(), hash)
+             : fmt::format("{} already holds this validation as run {}; not written again", file.string(), hash);
 }
 
 }  // namespace fp8flow::io

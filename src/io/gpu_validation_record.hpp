@@ -1,7 +1,9 @@
-// Results of GPU-vs-CPU bit-for-bit validation (fp8flow validate --gpu) and their HDF5 record: a run of
-// kind `gpu_validation` in the results store (docs/results-format.md). CPU code: the CUDA side
-// (src/cuda/gpu_validate.hpp) fills these structs, this file turns them into a RunRecord, so the
-// writing is tested on machines without a GPU.
+// Results of GPU-vs-CPU bit-for-bit validation (fp8flow validate --gpu, every --op) and their HDF5
+// record: a run of kind `gpu_validation` in the results store (docs/results-format.md). CPU code: the CUDA
+// side (src/cuda/gpu_validate.hpp, ep_validate.hpp, gemm_validate.hpp) fills these structs, this file turns
+// them into a RunRecord, so the writing is tested on machines without a GPU. The kernels (quantize,
+// transpose, dequantize) and dispatch (one case per rank, one part per compared tensor) share
+// gpu_validation_record; GEMMs, compared against a model and an error bound, have gemm_validation_record.
 #pragma once
 
 #include <cstddef>
@@ -41,9 +43,46 @@ struct GpuValidation {
 // compared output of each case). Summary attributes on `cases`: cases, failing, elements, mismatches.
 RunRecord gpu_validation_record(const nlohmann::json& params, const std::vector<GpuValidation>& results);
 
+// One cuBLASLt FP8 GEMM of `fp8flow validate --gpu --op gemm` against a CPU accumulation model, bit for
+// bit, and against the a-priori error bound around the exact product: the fields of cuda::GemmValidation
+// (src/cuda/gemm_validate.hpp) plus the configuration its label spells out, so that the record has each
+// as a column.
+struct GemmValidationCase {
+  std::string scaling;              // "tensor", "1x128_128x128", "1x128_1x128" (cuda::to_string(GemmScaling))
+  bool fast_accum = false;          // CUBLASLT_MATMUL_DESC_FAST_ACCUM
+  std::string out;                  // output type: "f32" or "bf16"
+  std::string model;                // the CPU accumulation model compared with: "h100", "h100_fast", ...
+  bool bits_required = true;        // a bit mismatch fails the case (the fitted presets); else the bound only
+  std::size_t m = 0, n = 0, k = 0;
+  std::string label, algo;          // the text report's label; the cuBLASLt algorithm
+  std::size_t compared = 0, bit_exact = 0;
+  std::string first_mismatch;       // "out[3, 17]: model 0x3F800000 (1), gpu 0x3F800001 (...), exact ...; A row .."
+  std::size_t bound_violations = 0;
+  double worst_err_over_bound = 0;  // max |gpu - exact| / bound
+  std::string first_violation;
+  std::string error;                // cuBLASLt refused the combination (nothing compared)
+  std::string op() const;           // "gemm_e4m3_1x128_128x128_f32_fast_accum_vs_h100_fast"
+  double bit_exact_fraction() const;  // bit_exact / compared; NaN when nothing was compared (an error)
+  bool bits_ok() const { return error.empty() && bit_exact == compared; }
+  bool bound_ok() const { return error.empty() && bound_violations == 0; }
+  bool ok() const { return bound_ok() && (!bits_required || bits_ok()); }  // validate's exit-status rule
+};
+
+// The run of `validate --gpu --op gemm`: kind gpu_validation, params as above (the caller's: op, shape
+// [M, N, K], dist, seed, accum, gpu, build), tables `cases` (one row per GEMM: configuration, bit-exact
+// count and fraction, mismatches, first mismatch, bound violations, worst |err|/bound, first violation,
+// cuBLASLt error, ok), `ops` (per op, summed) and `parts` (two rows per case: the output bits and the error
+// bound). `input` names the operands, e.g. "activations seed 1" (A: seed, B: seed + 1).
+RunRecord gemm_validation_record(const nlohmann::json& params, const std::string& input,
+                                 const std::vector<GemmValidationCase>& results);
+
 // Appends the run to the HDF5 store `file` (created if absent). Returns false (nothing written) when
 // the same run (same hash) is already there. Throws InputError for a file that is not an fp8flow store
 // or is locked by another writer.
 bool write_gpu_validation(const std::filesystem::path& file, RunRecord rec);
+
+// write_gpu_validation, and the sentence `fp8flow validate` prints after "report: ": "written to FILE as
+// run HASH" or "FILE already holds this validation as run HASH; not written again".
+std::string store_gpu_validation(const std::filesystem::path& file, RunRecord rec);
 
 }  // namespace fp8flow::io
