@@ -71,7 +71,8 @@ struct LoadBf16 {
   static __device__ float value(std::uint16_t v) { return __uint_as_float(std::uint32_t(v) << 16); }
   __device__ void load(Elem* sm, RowTile rt, std::size_t col0, std::size_t K, int t) const {
     const bool vec = K % 8 == 0;
-#pragma unroll 4
+    // All eight 16-byte loads in flight at once.
+#pragma unroll
     for (int i = t; i < kSatTile * 16; i += kThreads) {  // 16 x 8 bf16 per row
       const int r = i >> 4, j = i & 15;
       const std::size_t c = col0 + j * 8;
@@ -119,8 +120,31 @@ struct LoadDequant {
   }
 };
 
+// Eight consecutive staged elements as floats (bf16: one 16-byte shared load; fp32: two).
 template <class Loader>
-__global__ void __launch_bounds__(kThreads) quant_e4m3_1x128_128x1_kernel(
+__device__ __forceinline__ void load8(const typename Loader::Elem* p, float* v) {
+  if constexpr (sizeof(typename Loader::Elem) == 2) {
+    const uint4 w = *reinterpret_cast<const uint4*>(p);
+    const std::uint32_t u[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      v[2 * i] = __uint_as_float(u[i] << 16);
+      v[2 * i + 1] = __uint_as_float(u[i] & 0xFFFF0000u);
+    }
+  } else {
+    const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  }
+}
+
+// Resident blocks per SM the register budget is set for: the shared tile (32 KB bf16, 64 KB fp32) is the
+// only shared buffer (the column codes reuse it), so a bf16 tile allows 6 blocks; the per-block work is a
+// chain of short dependent steps, hidden only by other blocks.
+template <class Loader>
+constexpr int kQuantBlocksPerSm = sizeof(typename Loader::Elem) == 2 ? 6 : 3;
+
+template <class Loader>
+__global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m3_1x128_128x1_kernel(
     Loader ld, std::size_t M, std::size_t K, const RowTile* __restrict__ tiles, TeQuantParams p, bool bf16_input,
     std::uint8_t* __restrict__ row_codes, float* __restrict__ row_si, std::uint8_t* __restrict__ col_codes,
     float* __restrict__ col_si) {
@@ -128,35 +152,50 @@ __global__ void __launch_bounds__(kThreads) quant_e4m3_1x128_128x1_kernel(
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Elem* sm = reinterpret_cast<Elem*>(smem_raw);
   __shared__ float s_cmax[2][kSatTile];
-  // Columnwise codes, [column][row], 16-byte chunks XOR-swizzled by column % 8 (conflict-free both ways).
-  __shared__ __align__(16) std::uint8_t s_out[kSatTile][kSatTile];
+  // Columnwise codes, [column][row], 16-byte chunks XOR-swizzled by column % 8 (conflict-free both ways);
+  // they reuse the tile's shared memory once every thread has read its elements.
+  auto s_out = reinterpret_cast<std::uint8_t(*)[kSatTile]>(smem_raw);
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   const RowTile rt = tiles[blockIdx.x];
   const std::size_t cb = blockIdx.y, col0 = cb * kSatTile, scols = (K + kSatTile - 1) / kSatTile;
   ld.load(sm, rt, col0, K, t);
   __syncthreads();
 
-  if (row_codes) {  // 1x128 rowwise: warp per row
-    const std::size_t c = col0 + lane * 4;
-    for (int rr = 0; rr < 16; ++rr) {
-      const int r = warp * 16 + rr;
-      if (std::uint32_t(r) >= rt.row_count) break;
-      const Elem* src = sm + r * kSatTile + lane * 4;
-      const float x0 = Loader::value(src[0]), x1 = Loader::value(src[1]), x2 = Loader::value(src[2]),
-                  x3 = Loader::value(src[3]);
-      float a = fmaxf(fmaxf(fmaxf(fmaxf(0.0f, fabsf(x0)), fabsf(x1)), fabsf(x2)), fabsf(x3));
+  if (row_codes) {  // 1x128 rowwise: eight lanes per row, four rows per warp step, 16 elements per lane
+    // Lane j of a row holds columns 8j..8j+7 and 64+8j..64+8j+7: each 8-lane phase of a shared load reads
+    // 128 contiguous bytes (bf16), and the per-row work (3 shuffles, the scale) is shared by 16 elements.
+    const int q = lane >> 3, j = lane & 7;
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xFFFFFFFFu, a, o));
+    for (int it = 0; it < 4; ++it) {
+      const int r = warp * 16 + it * 4 + q;  // rows past row_count hold zeros (the loader's fill)
+      float xv[16];
+      load8<Loader>(sm + r * kSatTile + j * 8, xv);
+      load8<Loader>(sm + r * kSatTile + 64 + j * 8, xv + 8);
+      float a = 0.0f;
+#pragma unroll
+      for (int e = 0; e < 16; ++e) a = fmaxf(a, fabsf(xv[e]));  // NaN-dropping max: any order, same bits
+#pragma unroll
+      for (int o = 4; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xFFFFFFFFu, a, o));
       const float scale = te_scale(a, p.eps, p.pow2, bf16_input);
+      if (std::uint32_t(r) >= rt.row_count) continue;
       const std::size_t row = rt.row_begin + r;
-      if (lane == 0) row_si[row * scols + cb] = __fdiv_rn(1.0f, scale);
-      const std::uint32_t q = cvt4(__fmul_rn(x0, scale), __fmul_rn(x1, scale), __fmul_rn(x2, scale),
-                                   __fmul_rn(x3, scale));
-      std::uint8_t* dst = row_codes + row * K + c;
-      if (K % 4 == 0 && c + 4 <= K) *reinterpret_cast<std::uint32_t*>(dst) = q;
-      else
-        for (int b = 0; b < 4; ++b)
-          if (c + b < K) dst[b] = std::uint8_t(q >> (8 * b));
+      if (j == 0) row_si[row * scols + cb] = __fdiv_rn(1.0f, scale);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const float* v = xv + 8 * half;
+        const std::uint32_t lo = cvt4(__fmul_rn(v[0], scale), __fmul_rn(v[1], scale), __fmul_rn(v[2], scale),
+                                      __fmul_rn(v[3], scale));
+        const std::uint32_t hi = cvt4(__fmul_rn(v[4], scale), __fmul_rn(v[5], scale), __fmul_rn(v[6], scale),
+                                      __fmul_rn(v[7], scale));
+        const std::size_t c = col0 + std::size_t(half * 64 + j * 8);
+        std::uint8_t* dst = row_codes + row * K + c;
+        if (K % 8 == 0 && c + 8 <= K) {
+          *reinterpret_cast<uint2*>(dst) = make_uint2(lo, hi);
+        } else {
+          for (int b = 0; b < 8; ++b)
+            if (c + b < K) dst[b] = std::uint8_t((b < 4 ? lo : hi) >> (8 * (b & 3)));
+        }
+      }
     }
   }
 
@@ -168,21 +207,27 @@ __global__ void __launch_bounds__(kThreads) quant_e4m3_1x128_128x1_kernel(
     s_cmax[h][c] = a;
     __syncthreads();
     const float scale = te_scale(fmaxf(s_cmax[0][c], s_cmax[1][c]), p.eps, p.pow2, bf16_input);
+    std::uint32_t w[4][4];  // this thread's 64 rows of column c, encoded, until the tile may be overwritten
 #pragma unroll
-    for (int ch = 0; ch < 4; ++ch) {  // encode this thread's 64 rows of column c into s_out
+    for (int ch = 0; ch < 4; ++ch) {
       const int r0 = rbeg + ch * 16;
-      std::uint32_t w[4];
 #pragma unroll
       for (int u = 0; u < 4; ++u) {
         const int r = r0 + u * 4;
-        w[u] = cvt4(__fmul_rn(Loader::value(sm[(r + 0) * kSatTile + c]), scale),
+        w[ch][u] = cvt4(__fmul_rn(Loader::value(sm[(r + 0) * kSatTile + c]), scale),
                     __fmul_rn(Loader::value(sm[(r + 1) * kSatTile + c]), scale),
                     __fmul_rn(Loader::value(sm[(r + 2) * kSatTile + c]), scale),
                     __fmul_rn(Loader::value(sm[(r + 3) * kSatTile + c]), scale));
       }
-      *reinterpret_cast<uint4*>(&s_out[c][((r0 >> 4) ^ (c & 7)) * 16]) = make_uint4(w[0], w[1], w[2], w[3]);
     }
     if (h == 0 && col0 + c < K) col_si[std::size_t(blockIdx.x) * K + col0 + c] = __fdiv_rn(1.0f, scale);
+    __syncthreads();  // every element read: the tile's memory becomes s_out
+#pragma unroll
+    for (int ch = 0; ch < 4; ++ch) {
+      const int r0 = rbeg + ch * 16;
+      *reinterpret_cast<uint4*>(&s_out[c][((r0 >> 4) ^ (c & 7)) * 16]) =
+          make_uint4(w[ch][0], w[ch][1], w[ch][2], w[ch][3]);
+    }
     __syncthreads();
     // Eight threads per output row: each 128-byte row segment goes out as one line.
     const bool vec = M % 16 == 0 && rt.row_begin % 16 == 0;

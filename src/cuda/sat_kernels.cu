@@ -1,14 +1,19 @@
-// Scaling-aware transpose kernels (see sat_kernels.hpp). One 256-thread block per 128x128 tile:
-//   1. the tile's 128 row scales -> T (warp max) -> per-row shift k in shared memory, T to the column scales;
-//   2. 16-byte loads of the tile's codes, each word rewritten for its row's k with per-byte SIMD ops,
-//      stored row-major into shared memory (a warp stores 512 contiguous bytes: no bank conflicts);
-//   3. each thread reads 16 rows x 4 columns as words (lanes on consecutive words: no conflicts), transposes
-//      them 4x4 bytewise with PRMT and writes 4 output rows x 16 bytes with 16-byte stores.
-// Partial tiles (group tails, K % 128) take per-byte paths with bounds checks; exact's rare cases (results
-// below the normal range, NaN, zero rows) go through the shared encoder, encode_bits.
+// Scaling-aware transpose kernels (see sat_kernels.hpp). One 256-thread block per 128-row window of the
+// global row grid and 128-column block:
+//   1. 16-byte loads of the window's codes go out first (exact: and its shift table, copied to shared memory);
+//   2. the group tiles overlapping the window are found; a warp per tile takes T = max of the tile's row
+//      scales (its rows outside the window too) and each of its rows' shift k; the block holding a tile's
+//      first row writes the tile's column scales;
+//   3. each word is rewritten for its row's k with per-byte SIMD ops (exact: table lookups for the bytes
+//      that leave the normal range) and stored row-major into shared memory;
+//   4. each thread reads 16 rows x 4 columns as words, transposes them 4x4 bytewise with PRMT and writes
+//      4 output rows x 16 bytes with 16-byte stores: every 128-byte output line is written by one block,
+//      whatever the group sizes.
+// Partial windows (M % 128, K % 128) take per-byte paths with bounds checks.
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include "cuda/sat_kernels.hpp"
@@ -56,9 +61,24 @@ __device__ __forceinline__ std::uint32_t exact_finite_byte(std::uint32_t code, s
   return s | (r + ((rem > half || (rem == half && (r & 1u))) ? 1u : 0u));
 }
 
+// exact's table: row k (0..kMaxShiftExact) maps every code q to cvt_sat(value(q) * 2^-k), row kZeroRowLut
+// to cvt_sat(value(q) * 0). Filled once per device by exact_lut_kernel from exact_byte/exact_finite_byte;
+// each block of the exact transpose copies it to shared memory.
+constexpr int kZeroRowLut = int(kMaxShiftExact) + 1;
+constexpr int kLutBytes = (kZeroRowLut + 1) * 256;
+__device__ __align__(16) std::uint8_t g_exact_lut[kLutBytes];
+
+__global__ void exact_lut_kernel() {
+  const std::uint32_t k = blockIdx.x, c = threadIdx.x;
+  const bool zero_row = int(k) == kZeroRowLut;
+  g_exact_lut[k * 256 + c] = std::uint8_t((zero_row || (c & 0x7Fu) == 0x7Fu) ? exact_byte(c, zero_row ? 0 : k, zero_row)
+                                                                             : exact_finite_byte(c, k));
+}
+
 // exact on 4 codes: where every e > k and none is NaN, the paper formula is exact (e' >= 1); k == 0 keeps
-// every non-NaN code; NaN codes and zero-scale rows go through the shared encoder.
-__device__ __forceinline__ std::uint32_t exact_word(std::uint32_t w, std::uint32_t k, bool zero_row) {
+// every non-NaN code; otherwise each byte is looked up in the row's table.
+__device__ __forceinline__ std::uint32_t exact_word(std::uint32_t w, std::uint32_t k, bool zero_row,
+                                                    const std::uint8_t* lut) {
   const std::uint32_t kk = k * 0x01010101u;
   const std::uint32_t e = (w >> 3) & 0x0F0F0F0Fu;
   const bool has_nan = __vcmpeq4(w & 0x7F7F7F7Fu, 0x7F7F7F7Fu) != 0u;
@@ -66,63 +86,52 @@ __device__ __forceinline__ std::uint32_t exact_word(std::uint32_t w, std::uint32
     if (__vcmpgtu4(e, kk) == 0xFFFFFFFFu) return paper_word(w, kk);
     if (k == 0) return w;
   }
-  std::uint32_t out = 0;
-#pragma unroll
-  for (int b = 0; b < 4; ++b) {
-    const std::uint32_t c = (w >> (8 * b)) & 0xFFu;
-    const std::uint32_t o = (zero_row || (c & 0x7Fu) == 0x7Fu) ? exact_byte(c, k, zero_row) : exact_finite_byte(c, k);
-    out |= o << (8 * b);
-  }
-  return out;
+  const std::uint8_t* row = lut + (zero_row ? kZeroRowLut : int(k)) * 256;
+  return std::uint32_t(row[w & 0xFFu]) | (std::uint32_t(row[(w >> 8) & 0xFFu]) << 8) |
+         (std::uint32_t(row[(w >> 16) & 0xFFu]) << 16) | (std::uint32_t(row[w >> 24]) << 24);
 }
 
 template <SatMode kMode>
-__device__ __forceinline__ std::uint32_t transform_word(std::uint32_t w, std::uint32_t k, bool zero_row) {
+__device__ __forceinline__ std::uint32_t transform_word(std::uint32_t w, std::uint32_t k, bool zero_row,
+                                                       const std::uint8_t* lut) {
   if constexpr (kMode == SatMode::paper_kernel) return paper_word(w, k * 0x01010101u);
-  else if constexpr (kMode == SatMode::exact) return exact_word(w, k, zero_row);
+  else if constexpr (kMode == SatMode::exact) return exact_word(w, k, zero_row, lut);
   else return w;
 }
 
 __device__ __forceinline__ int exponent_field(float x) { return int((__float_as_uint(x) >> 23) & 0xFFu); }
 
+constexpr int kMaxSegments = kSatTile;
+// Resident blocks per SM the register budget is set for: each block's scale work is a chain of dependent
+// loads (tiles -> row scales), hidden only by other blocks' copies. Measured on an H100 (docs/gpu.md): 5 is
+// best for every mode by 0.5-5% over 4 and 6 (6 spills exact's registers).
+constexpr int kSatBlocksPerSm = 5;  // tiles overlapping one 128-row window: each has >= 1 row
+
+// One block per (128-row window of the GLOBAL row grid, 128-column block). A window may hold pieces of
+// several group tiles (groups need not be multiples of 128 rows); the block finds them, takes each tile's
+// T over all of the tile's rows (inside the window or not), and writes whole 128-byte output lines, so no
+// output line is shared by two blocks (partially written sectors cost a DRAM read each).
 template <SatMode kMode>
-__global__ void __launch_bounds__(kThreads) sat_e4m3_1x128_kernel(const std::uint8_t* __restrict__ codes,
+__global__ void __launch_bounds__(kThreads, kSatBlocksPerSm) sat_e4m3_1x128_kernel(const std::uint8_t* __restrict__ codes,
                                                                   const float* __restrict__ si, std::size_t M,
                                                                   std::size_t K, const RowTile* __restrict__ tiles,
+                                                                  std::uint32_t n_tiles,
                                                                   std::uint8_t* __restrict__ out,
                                                                   float* __restrict__ out_si) {
   __shared__ __align__(16) std::uint8_t tile[kSatTile][kSatTile];
   __shared__ std::uint8_t s_k[kSatTile];
   __shared__ bool s_zero[kSatTile];
-  __shared__ float s_wmax[4];
+  __shared__ std::uint32_t s_seg[kMaxSegments];  // indices of the tiles overlapping the window (any order)
+  __shared__ RowTile s_segt[kMaxSegments];       // and the tiles themselves
+  __shared__ std::uint32_t s_nseg;
+  __shared__ __align__(16) std::uint8_t s_lut[kMode == SatMode::exact ? kLutBytes : 16];
   const int t = threadIdx.x;
-  const RowTile rt = tiles[blockIdx.x];
+  const std::size_t W = std::size_t(blockIdx.x) * kSatTile;  // first row of the window
+  const std::uint32_t wrows = std::uint32_t(M - W < std::size_t(kSatTile) ? M - W : kSatTile);
   const std::size_t cb = blockIdx.y, col0 = cb * kSatTile;
   const std::size_t scols = (K + kSatTile - 1) / kSatTile;
 
-  if constexpr (kMode != SatMode::plain) {
-    // 1. T = max of the tile's row scales (masked rows count as 0), and each row's k.
-    float my_si = 0.0f;
-    if (t < kSatTile) {
-      if (std::uint32_t(t) < rt.row_count) my_si = si[(rt.row_begin + t) * scols + cb];
-      float m = my_si;
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
-      if ((t & 31) == 0) s_wmax[t >> 5] = m;
-    }
-    __syncthreads();
-    if (t < kSatTile) {
-      const float T = fmaxf(fmaxf(s_wmax[0], s_wmax[1]), fmaxf(s_wmax[2], s_wmax[3]));
-      int k = exponent_field(T) - exponent_field(my_si);  // >= 0: T is the maximum
-      const int kmax = kMode == SatMode::paper_kernel ? 15 : int(kMaxShiftExact);
-      s_k[t] = std::uint8_t(k < 0 ? 0 : (k > kmax ? kmax : k));
-      s_zero[t] = my_si == 0.0f;
-      if (col0 + t < K) out_si[std::size_t(blockIdx.x) * K + col0 + t] = T;
-    }
-    __syncthreads();
-  }
-
-  // 2. Load, rewrite, stage row-major.
+  // 1. The window's codes: all loads in flight before the scale work (they depend on nothing else).
   const bool vec_load = (K % 16 == 0);
   uint4 v[4];
 #pragma unroll
@@ -130,8 +139,8 @@ __global__ void __launch_bounds__(kThreads) sat_e4m3_1x128_kernel(const std::uin
     const int i = t + kThreads * it, r = i >> 3, j = i & 7;
     const std::size_t c = col0 + j * 16;
     v[it] = make_uint4(0, 0, 0, 0);
-    if (std::uint32_t(r) < rt.row_count) {
-      const std::uint8_t* src = codes + (rt.row_begin + r) * K + c;
+    if (std::uint32_t(r) < wrows) {
+      const std::uint8_t* src = codes + (W + r) * K + c;
       if (vec_load && c + 16 <= K) {
         v[it] = __ldg(reinterpret_cast<const uint4*>(src));
       } else {
@@ -142,27 +151,98 @@ __global__ void __launch_bounds__(kThreads) sat_e4m3_1x128_kernel(const std::uin
       }
     }
   }
+
+  if constexpr (kMode == SatMode::exact) {
+    for (int i = t; i < kLutBytes / 16; i += kThreads)
+      reinterpret_cast<uint4*>(s_lut)[i] = __ldg(reinterpret_cast<const uint4*>(g_exact_lut) + i);
+  }
+
+  if constexpr (kMode != SatMode::plain) {
+    // 2. The tiles overlapping [W, W + wrows), found by warp 0. make_row_tiles' tiles are sorted and cover
+    // the rows contiguously with <= 128 rows each, so at least blockIdx.x of them start before W and the
+    // first overlapping one has index >= blockIdx.x - 1; the scan stops at the first tile past the window.
+    if (t < 32) {
+      std::uint32_t n = 0;
+      for (std::uint32_t base = blockIdx.x == 0 ? 0 : blockIdx.x - 1; base < n_tiles; base += 32) {
+        const std::uint32_t i = base + std::uint32_t(t);
+        RowTile rt{0, 0};
+        if (i < n_tiles) rt = tiles[i];
+        const bool in = i < n_tiles && rt.row_begin < W + wrows && rt.row_begin + rt.row_count > W;
+        const std::uint32_t mask = __ballot_sync(0xFFFFFFFFu, in);
+        if (in) {
+          const std::uint32_t slot = n + __popc(mask & ((1u << t) - 1u));
+          s_seg[slot] = i;
+          s_segt[slot] = rt;
+        }
+        n += __popc(mask);
+        const bool past = i >= n_tiles || rt.row_begin >= W + wrows;
+        if (__ballot_sync(0xFFFFFFFFu, past) != 0u) break;
+      }
+      if (t == 0) s_nseg = n;
+    }
+    __syncthreads();
+    // 3. A warp per tile: T = max of its row scales (rows of the tile outside the window count too), then
+    // k = E(T) - E(si[r]) for its rows inside the window; the block holding a tile's first row writes its
+    // column scales.
+    const int lane = t & 31;
+    for (std::uint32_t sg = t >> 5; sg < s_nseg; sg += kThreads / 32) {
+      const std::uint32_t ti = s_seg[sg];
+      const RowTile rt = s_segt[sg];
+      float my[4];
+      float m = 0.0f;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const std::uint32_t r = std::uint32_t(lane + 32 * q);
+        my[q] = r < rt.row_count ? si[(std::size_t(rt.row_begin) + r) * scols + cb] : 0.0f;
+        m = fmaxf(m, my[q]);
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
+      const int kmax = kMode == SatMode::paper_kernel ? 15 : int(kMaxShiftExact);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const std::size_t row = std::size_t(rt.row_begin) + lane + 32 * q;
+        if (std::uint32_t(lane + 32 * q) < rt.row_count && row >= W && row < W + wrows) {
+          const int k = exponent_field(m) - exponent_field(my[q]);  // >= 0: m is the maximum
+          s_k[row - W] = std::uint8_t(k < 0 ? 0 : (k > kmax ? kmax : k));
+          s_zero[row - W] = my[q] == 0.0f;
+        }
+      }
+      if (rt.row_begin >= W) {
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const std::size_t c = col0 + lane + 32 * q;
+          if (c < K) out_si[std::size_t(ti) * K + c] = m;
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  // 4. Rewrite, stage row-major.
 #pragma unroll
   for (int it = 0; it < 4; ++it) {
     const int i = t + kThreads * it, r = i >> 3, j = i & 7;
     std::uint32_t k = 0;
     bool zr = false;
     if constexpr (kMode != SatMode::plain) {
-      k = s_k[r];
-      zr = s_zero[r];
+      if (std::uint32_t(r) < wrows) {
+        k = s_k[r];
+        zr = s_zero[r];
+      }
     }
     uint4 w = v[it];
-    w.x = transform_word<kMode>(w.x, k, zr);
-    w.y = transform_word<kMode>(w.y, k, zr);
-    w.z = transform_word<kMode>(w.z, k, zr);
-    w.w = transform_word<kMode>(w.w, k, zr);
-    *reinterpret_cast<uint4*>(&tile[r][(j ^ ((r >> 4) & 7)) * 16]) = w;  // swizzle: see step 3
+    w.x = transform_word<kMode>(w.x, k, zr, s_lut);
+    w.y = transform_word<kMode>(w.y, k, zr, s_lut);
+    w.z = transform_word<kMode>(w.z, k, zr, s_lut);
+    w.w = transform_word<kMode>(w.w, k, zr, s_lut);
+    *reinterpret_cast<uint4*>(&tile[r][(j ^ ((r >> 4) & 7)) * 16]) = w;  // swizzle: see step 5
   }
   __syncthreads();
 
-  // 3. Transpose 16 rows x 4 columns per thread, 4 output rows x 16 bytes out. Eight lanes share a column
+  // 5. Transpose 16 rows x 4 columns per thread, 4 output rows x 16 bytes out. Eight lanes share a column
   // group, so each output row's 128 bytes go out as one full line per warp store. Their reads sit 16 rows
-  // apart (same bank unswizzled); the 16-byte chunk index is XORed with (row / 16) % 8 in step 2, which puts
+  // apart (same bank unswizzled); the 16-byte chunk index is XORed with (row / 16) % 8 in step 4, which puts
   // the warp's 32 words in 32 banks.
   const int rc = t & 7, cg = (t >> 5) * 4 + ((t >> 3) & 3);
   const int wsw = cg ^ (rc * 4);  // swizzled word index (chunk j = cg / 4 XOR rc)
@@ -181,17 +261,16 @@ __global__ void __launch_bounds__(kThreads) sat_e4m3_1x128_kernel(const std::uin
     o[3][u] = __byte_perm(t2, t3, 0x7632);
   }
   const std::uint32_t r0 = std::uint32_t(rc * 16);
-  const bool vec_store = (M % 16 == 0) && (rt.row_begin % 16 == 0) && r0 + 16 <= rt.row_count;
+  const bool vec_store = (M % 16 == 0) && r0 + 16 <= wrows;
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
     const std::size_t c = col0 + cg * 4 + q;
-    if (c >= K || r0 >= rt.row_count) continue;
-    std::uint8_t* dst = out + c * M + rt.row_begin + r0;
+    if (c >= K || r0 >= wrows) continue;
+    std::uint8_t* dst = out + c * M + W + r0;
     if (vec_store) {
       *reinterpret_cast<uint4*>(dst) = make_uint4(o[q][0], o[q][1], o[q][2], o[q][3]);
     } else {
-      for (std::uint32_t b = 0; b < 16 && r0 + b < rt.row_count; ++b)
-        dst[b] = std::uint8_t(o[q][b >> 2] >> (8 * (b & 3)));
+      for (std::uint32_t b = 0; b < 16 && r0 + b < wrows; ++b) dst[b] = std::uint8_t(o[q][b >> 2] >> (8 * (b & 3)));
     }
   }
 }
@@ -210,22 +289,42 @@ std::vector<RowTile> make_row_tiles(std::size_t rows, const std::vector<std::siz
   return tiles;
 }
 
+namespace {
+// exact's table, filled once per device (on the caller's stream, which is then synchronised once).
+cudaError_t ensure_exact_lut(cudaStream_t s) {
+  static std::mutex mu;
+  static std::vector<bool> ready;
+  int dev = 0;
+  if (const cudaError_t e = cudaGetDevice(&dev); e != cudaSuccess) return e;
+  const std::lock_guard<std::mutex> lock(mu);
+  if (std::size_t(dev) < ready.size() && ready[std::size_t(dev)]) return cudaSuccess;
+  exact_lut_kernel<<<kZeroRowLut + 1, 256, 0, s>>>();
+  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  if (const cudaError_t e = cudaStreamSynchronize(s); e != cudaSuccess) return e;
+  if (std::size_t(dev) >= ready.size()) ready.resize(std::size_t(dev) + 1, false);
+  ready[std::size_t(dev)] = true;
+  return cudaSuccess;
+}
+}  // namespace
+
 cudaError_t sat_transpose_e4m3_1x128(const std::uint8_t* d_codes, const float* d_si, std::size_t rows,
                                      std::size_t cols, const RowTile* d_tiles, std::size_t n_tiles, SatMode mode,
                                      std::uint8_t* d_out_codes, float* d_out_si, cudaStream_t s) {
   if (n_tiles == 0 || cols == 0) return cudaSuccess;
-  const dim3 grid(unsigned(n_tiles), unsigned((cols + kSatTile - 1) / kSatTile));
+  const dim3 grid(unsigned((rows + kSatTile - 1) / kSatTile), unsigned((cols + kSatTile - 1) / kSatTile));
+  const auto nt = std::uint32_t(n_tiles);
   switch (mode) {
     case SatMode::plain:
-      sat_e4m3_1x128_kernel<SatMode::plain><<<grid, kThreads, 0, s>>>(d_codes, d_si, rows, cols, d_tiles,
+      sat_e4m3_1x128_kernel<SatMode::plain><<<grid, kThreads, 0, s>>>(d_codes, d_si, rows, cols, d_tiles, nt,
                                                                        d_out_codes, d_out_si);
       break;
     case SatMode::paper_kernel:
-      sat_e4m3_1x128_kernel<SatMode::paper_kernel><<<grid, kThreads, 0, s>>>(d_codes, d_si, rows, cols, d_tiles,
+      sat_e4m3_1x128_kernel<SatMode::paper_kernel><<<grid, kThreads, 0, s>>>(d_codes, d_si, rows, cols, d_tiles, nt,
                                                                               d_out_codes, d_out_si);
       break;
     case SatMode::exact:
-      sat_e4m3_1x128_kernel<SatMode::exact><<<grid, kThreads, 0, s>>>(d_codes, d_si, rows, cols, d_tiles,
+      if (const cudaError_t e = ensure_exact_lut(s); e != cudaSuccess) return e;
+      sat_e4m3_1x128_kernel<SatMode::exact><<<grid, kThreads, 0, s>>>(d_codes, d_si, rows, cols, d_tiles, nt,
                                                                        d_out_codes, d_out_si);
       break;
   }

@@ -5,7 +5,8 @@
 //   transpose_e4m3_plain         the codes only, no scale work (a yardstick for the benchmarks)
 // Per 128-row tile of a group and 128-column block: T = max_r si[r, cb], k = E(T) - E(si[r]).
 // Layouts: in codes [M, K] row-major, si COMPACT [M, ceil(K/128)]; out codes [K, M] (transposed),
-// column scale_inv [sum_g ceil(m_g/128), K]. One thread block per tile; see docs/gpu.md.
+// column scale_inv [sum_g ceil(m_g/128), K]. One thread block per 128-row window of the global row grid
+// and 128-column block (a window may hold parts of several group tiles); see docs/gpu.md.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# GPU check of the SAT and quantize kernels after a change (run on the device machine from the repo root):
+#   scripts/device/check_kernels.sh BUNDLE_DIR OUT_DIR [--no-bench]
+# BUNDLE_DIR holds fp8flow, fp8flow-gpu-tests and fp8flow-gpu-bench (scripts/device_bundle). Writes:
+#   OUT_DIR/kernels_check.txt  bit-exactness (transpose, quantize v1/v2, paper_swiglu edges, dequantize),
+#                              validate --gpu --op transpose with unequal groups, compute-sanitizer memcheck and
+#                              racecheck on the transposes and the v2 quantize
+#   OUT_DIR/kernels_bench.txt  fp8flow-gpu-bench (copy bandwidth, SAT 1 and 8 groups, transposes, quantize)
+# Budget: <= 240 s on an H100 (each step has its own timeout). Exit status non-zero if any step failed.
+set -uo pipefail
+B=${1:?usage: check_kernels.sh BUNDLE_DIR OUT_DIR [--no-bench]}
+O=${2:?usage: check_kernels.sh BUNDLE_DIR OUT_DIR [--no-bench]}
+bench=1
+[ "${3:-}" = --no-bench ] && bench=0
+mkdir -p "$O"
+tmp=$(mktemp -d)
+rc=0
+step() {  # step NAME TIMEOUT CMD...: runs, prints the time and the status, marks failure
+  local name=$1 to=$2; shift 2
+  echo "== $name"
+  local t0=$SECONDS
+  timeout "$to" "$@"
+  local s=$?
+  echo "-- $name: exit $s, $((SECONDS - t0)) s"
+  [ $s -eq 0 ] || rc=1
+}
+sanitize() {  # sanitize TOOL TIMEOUT CMD...: compute-sanitizer, summary lines only
+  local tool=$1 to=$2; shift 2
+  echo "== compute-sanitizer $tool: $*"
+  local t0=$SECONDS
+  timeout "$to" compute-sanitizer --tool "$tool" --error-exitcode 9 "$B/run" "$@" > "$tmp/san.txt" 2>&1
+  local s=$?
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Race reported|========= (Invalid|Program hit|Error)|cases|kernels bit-exact" \
+    "$tmp/san.txt" | tail -12
+  echo "-- compute-sanitizer $tool: exit $s (9: errors found, 124: timeout), $((SECONDS - t0)) s"
+  [ $s -eq 0 ] || rc=1
+}
+{
+  echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
+  step "gpu test transpose_bitexact" 90 "$B/run" fp8flow-gpu-tests transpose_bitexact
+  step "gpu test quantize_v2_bitexact" 90 "$B/run" fp8flow-gpu-tests quantize_v2_bitexact
+  step "gpu test quantize_bitexact (v1)" 60 "$B/run" fp8flow-gpu-tests quantize_bitexact
+  step "gpu test quantize_swiglu_edges" 30 "$B/run" fp8flow-gpu-tests quantize_swiglu_edges
+  step "gpu test dequantize_bitexact" 30 "$B/run" fp8flow-gpu-tests dequantize_bitexact
+  step "validate --op transpose, outliers [4096, 2048], groups 16,1008,112,2960" 40 \
+    "$B/run" fp8flow validate --gpu --op transpose --dist outliers --shape 4096,2048 --groups 16,1008,112,2960 --seed 3
+  step "validate --op all, adversarial [1000, 4096], groups 100,237,663" 40 \
+    "$B/run" fp8flow validate --gpu --op all --dist adversarial --shape 1000,4096 --groups 100,237,663 --seed 5
+  sanitize memcheck 60 fp8flow validate --gpu --op transpose --dist adversarial --shape 700,520 --groups 1,127,129,443
+  sanitize racecheck 60 fp8flow validate --gpu --op transpose --dist adversarial --shape 700,520 --groups 1,127,129,443
+  sanitize memcheck 60 fp8flow-gpu-tests quantize_v2_bitexact_small
+  sanitize racecheck 90 fp8flow validate --gpu --op quantize --dist adversarial --shape 2304,2048 --groups 160,448,256,1440
+  echo "== check_kernels.sh exit status $rc"
+} > "$O/kernels_check.txt" 2>&1
+if [ $bench = 1 ]; then
+  timeout 90 "$B/run" fp8flow-gpu-bench --reps 20 > "$O/kernels_bench.txt" 2>&1 || rc=1
+fi
+rm -rf "$tmp"
+exit $rc
