@@ -39,6 +39,77 @@ std::string op_of(const nlohmann::json& params) {
   const auto it = params.find("op");
   return it != params.end() && it->is_string() ? it->get<std::string>() + " " : std::string{};
 }
+// Per-op sums of the cases, in first-seen order, and the `ops` table built from them (kernel and GEMM runs).
+struct OpAgg {
+  std::int64_t cases = 0, failing = 0, elements = 0, compared = 0, mismatches = 0, violations = 0;
+  double gpu_ms = 0, cpu_ms = 0;
+  std::string first;
+};
+struct OpSums {
+  std::map<std::string, OpAgg> agg;
+  std::vector<std::string> order;
+  OpAgg& at(const std::string& op) {
+    if (!agg.contains(op)) order.push_back(op);
+    return agg[op];
+  }
+};
+enum class OpExtra { timings, violations };
+
+// The `parts` table: one row per compared output of a case.
+struct PartRows {
+  std::vector<std::string> op, input, what, first;
+  std::vector<std::int64_t> cas, compared, mism;
+  void add(std::size_t case_index, std::string op_name, std::string input_name, std::string part,
+           std::size_t n, std::size_t bad, std::string first_text) {
+    cas.push_back(std::int64_t(case_index));
+    op.push_back(std::move(op_name));
+    input.push_back(std::move(input_name));
+    what.push_back(std::move(part));
+    compared.push_back(std::int64_t(n));
+    mism.push_back(std::int64_t(bad));
+    first.push_back(std::move(first_text));
+  }
+  Table table(std::string description) const {
+    Table t{"parts", std::move(description), {}, nlohmann::json::object()};
+    t.add("case", "index", cas)
+        .add("op", "", op)
+        .add("input", "", input)
+        .add("part", "", what)
+        .add("compared", "count", compared)
+        .add("mismatches", "count", mism)
+        .add("first_mismatch", "", first);
+    return t;
+  }
+};
+Table ops_table(std::string description, const OpSums& s, OpExtra extra) {
+  std::vector<std::string> op, first;
+  std::vector<std::int64_t> cases, failing, elements, compared, mism, viol;
+  std::vector<double> gpu, cpu;
+  for (const std::string& name : s.order) {
+    const OpAgg& a = s.agg.at(name);
+    op.push_back(name);
+    cases.push_back(a.cases);
+    failing.push_back(a.failing);
+    elements.push_back(a.elements);
+    compared.push_back(a.compared);
+    mism.push_back(a.mismatches);
+    viol.push_back(a.violations);
+    first.push_back(a.first);
+    gpu.push_back(a.gpu_ms);
+    cpu.push_back(a.cpu_ms);
+  }
+  Table t{"ops", std::move(description), {}, nlohmann::json::object()};
+  t.add("op", "", op)
+      .add("cases", "count", cases)
+      .add("failing", "count", failing)
+      .add("elements", "count", elements)
+      .add("compared", "count", compared)
+      .add("mismatches", "count", mism);
+  if (extra == OpExtra::violations) t.add("bound_violations", "count", viol);
+  t.add("first_mismatch", "", first);
+  if (extra == OpExtra::timings) t.add("gpu_ms", "ms", gpu).add("cpu_ms", "ms", cpu);
+  return t;
+}
 }  // namespace
 
 RunRecord gpu_validation_record(const nlohmann::json& params, const std::vector<GpuValidation>& results) {
@@ -52,15 +123,8 @@ RunRecord gpu_validation_record(const nlohmann::json& params, const std::vector<
   std::vector<std::string> op, input, groups, oracle, first;
   std::vector<std::int64_t> rows, cols, elements, compared, mism, exact, parts_n;
   std::vector<double> gpu_ms, cpu_ms;
-  std::vector<std::string> p_op, p_input, p_what, p_first;
-  std::vector<std::int64_t> p_case, p_compared, p_mism;
-  struct Agg {
-    std::int64_t cases = 0, failing = 0, elements = 0, compared = 0, mismatches = 0;
-    double gpu_ms = 0, cpu_ms = 0;
-    std::string first;
-  };
-  std::map<std::string, Agg> agg;
-  std::vector<std::string> op_order;
+  PartRows prt;
+  OpSums sums;
   std::size_t failing = 0, total_elements = 0, total_mism = 0;
   for (std::size_t i = 0; i < results.size(); ++i) {
     const GpuValidation& v = results[i];
@@ -79,16 +143,9 @@ RunRecord gpu_validation_record(const nlohmann::json& params, const std::vector<
     gpu_ms.push_back(v.gpu_ms);
     cpu_ms.push_back(v.cpu_ms);
     for (const BitCompare& p : v.parts) {
-      p_case.push_back(i64(i));
-      p_op.push_back(v.op);
-      p_input.push_back(v.input);
-      p_what.push_back(p.what);
-      p_compared.push_back(i64(p.compared));
-      p_mism.push_back(i64(p.mismatches));
-      p_first.push_back(p.first_mismatch);
+      prt.add(i, v.op, v.input, p.what, p.compared, p.mismatches, p.first_mismatch);
     }
-    if (!agg.contains(v.op)) op_order.push_back(v.op);
-    Agg& a = agg[v.op];
+    OpAgg& a = sums.at(v.op);
     ++a.cases;
     a.failing += v.ok() ? 0 : 1;
     a.elements += i64(v.rows * v.cols);
@@ -121,40 +178,9 @@ RunRecord gpu_validation_record(const nlohmann::json& params, const std::vector<
   cases.attrs = {{"cases", i64(results.size())}, {"failing", i64(failing)}, {"elements", i64(total_elements)},
                  {"mismatches", i64(total_mism)}};
 
-  std::vector<std::string> o_op, o_first;
-  std::vector<std::int64_t> o_cases, o_failing, o_elements, o_compared, o_mism;
-  std::vector<double> o_gpu, o_cpu;
-  for (const std::string& name : op_order) {
-    const Agg& a = agg.at(name);
-    o_op.push_back(name);
-    o_cases.push_back(a.cases);
-    o_failing.push_back(a.failing);
-    o_elements.push_back(a.elements);
-    o_compared.push_back(a.compared);
-    o_mism.push_back(a.mismatches);
-    o_first.push_back(a.first);
-    o_gpu.push_back(a.gpu_ms);
-    o_cpu.push_back(a.cpu_ms);
-  }
-  Table ops{"ops", "one row per kernel configuration (op): its cases summed", {}, nlohmann::json::object()};
-  ops.add("op", "", o_op)
-      .add("cases", "count", o_cases)
-      .add("failing", "count", o_failing)
-      .add("elements", "count", o_elements)
-      .add("compared", "count", o_compared)
-      .add("mismatches", "count", o_mism)
-      .add("first_mismatch", "", o_first)
-      .add("gpu_ms", "ms", o_gpu)
-      .add("cpu_ms", "ms", o_cpu);
+  Table ops = ops_table("one row per kernel configuration (op): its cases summed", sums, OpExtra::timings);
 
-  Table parts{"parts", "one row per compared output of each case (codes, scale_inv, ...)", {}, nlohmann::json::object()};
-  parts.add("case", "index", p_case)
-      .add("op", "", p_op)
-      .add("input", "", p_input)
-      .add("part", "", p_what)
-      .add("compared", "count", p_compared)
-      .add("mismatches", "count", p_mism)
-      .add("first_mismatch", "", p_first);
+  Table parts = prt.table("one row per compared output of each case (codes, scale_inv, ...)");
 
   rec.tables = {std::move(cases), std::move(ops), std::move(parts)};
   rec.label = fmt::format("gpu_validation {}{} cases", op_of(params), results.size());
@@ -182,14 +208,8 @@ RunRecord gemm_validation_record(const nlohmann::json& params, const std::string
   std::vector<std::int64_t> rows, cols, k, fast, required, elements, compared, exact_n, mism, exact, viol, bound_ok,
       ok;
   std::vector<double> fraction, worst;
-  std::vector<std::string> p_op, p_input, p_what, p_first;
-  std::vector<std::int64_t> p_case, p_compared, p_mism;
-  struct Agg {
-    std::int64_t cases = 0, failing = 0, elements = 0, compared = 0, mismatches = 0, violations = 0;
-    std::string first;
-  };
-  std::map<std::string, Agg> agg;
-  std::vector<std::string> op_order;
+  PartRows prt;
+  OpSums sums;
   std::size_t failing = 0, total_compared = 0, total_exact = 0, total_elements = 0, total_viol = 0, errors = 0;
   for (std::size_t i = 0; i < results.size(); ++i) {
     const GemmValidationCase& v = results[i];
@@ -221,19 +241,12 @@ RunRecord gemm_validation_record(const nlohmann::json& params, const std::string
     ok.push_back(v.ok() ? 1 : 0);
     // Two checks per GEMM: the output bits against the model and |gpu - exact| against the bound.
     const auto part = [&](std::string what, std::size_t n, std::size_t bad, const std::string& text) {
-      p_case.push_back(i64(i));
-      p_op.push_back(v.op());
-      p_input.push_back(input);
-      p_what.push_back(std::move(what));
-      p_compared.push_back(i64(n));
-      p_mism.push_back(i64(bad));
-      p_first.push_back(v.error.empty() ? text : "cuBLASLt error: " + v.error);
+      prt.add(i, v.op(), input, std::move(what), n, bad, v.error.empty() ? text : "cuBLASLt error: " + v.error);
     };
     part("output bits vs " + v.model, v.compared, mismatches, v.first_mismatch);
     part("error bound", v.compared, v.bound_violations, v.first_violation);
 
-    if (!agg.contains(v.op())) op_order.push_back(v.op());
-    Agg& a = agg[v.op()];
+    OpAgg& a = sums.at(v.op());
     ++a.cases;
     a.failing += v.ok() ? 0 : 1;
     a.elements += i64(v.m * v.n);
@@ -287,38 +300,10 @@ RunRecord gemm_validation_record(const nlohmann::json& params, const std::string
                  {"bit_exact_fraction", total_fraction},  {"bound_violations", i64(total_viol)},
                  {"errors", i64(errors)}};
 
-  std::vector<std::string> o_op, o_first;
-  std::vector<std::int64_t> o_cases, o_failing, o_elements, o_compared, o_mism, o_viol;
-  for (const std::string& name : op_order) {
-    const Agg& a = agg.at(name);
-    o_op.push_back(name);
-    o_cases.push_back(a.cases);
-    o_failing.push_back(a.failing);
-    o_elements.push_back(a.elements);
-    o_compared.push_back(a.compared);
-    o_mism.push_back(a.mismatches);
-    o_viol.push_back(a.violations);
-    o_first.push_back(a.first);
-  }
-  Table ops{"ops", "one row per GEMM configuration (op): its cases summed", {}, nlohmann::json::object()};
-  ops.add("op", "", o_op)
-      .add("cases", "count", o_cases)
-      .add("failing", "count", o_failing)
-      .add("elements", "count", o_elements)
-      .add("compared", "count", o_compared)
-      .add("mismatches", "count", o_mism)
-      .add("bound_violations", "count", o_viol)
-      .add("first_mismatch", "", o_first);
+  Table ops = ops_table("one row per GEMM configuration (op): its cases summed", sums, OpExtra::violations);
 
-  Table parts{"parts", "two rows per GEMM: the output bits vs the model (mismatches) and the error bound "
-                       "(mismatches = violations)", {}, nlohmann::json::object()};
-  parts.add("case", "index", p_case)
-      .add("op", "", p_op)
-      .add("input", "", p_input)
-      .add("part", "", p_what)
-      .add("compared", "count", p_compared)
-      .add("mismatches", "count", p_mism)
-      .add("first_mismatch", "", p_first);
+  Table parts = prt.table("two rows per GEMM: the output bits vs the model (mismatches) and the error bound "
+                          "(mismatches = violations)");
 
   rec.tables = {std::move(cases), std::move(ops), std::move(parts)};
   rec.label = fmt::format("gpu_validation {}{} cases", op_of(params), results.size());
