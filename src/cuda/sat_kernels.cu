@@ -124,6 +124,7 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm) sat_e4m3_1x128_kern
   __shared__ std::uint32_t s_seg[kMaxSegments];  // indices of the tiles overlapping the window (any order)
   __shared__ RowTile s_segt[kMaxSegments];       // and the tiles themselves
   __shared__ std::uint32_t s_nseg;
+  __shared__ float s_si[kSatTile];  // the window rows' own scales (they need no tile list)
   __shared__ __align__(16) std::uint8_t s_lut[kMode == SatMode::exact ? kLutBytes : 16];
   const int t = threadIdx.x;
   const std::size_t W = std::size_t(blockIdx.x) * kSatTile;  // first row of the window
@@ -158,6 +159,14 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm) sat_e4m3_1x128_kern
   }
 
   if constexpr (kMode != SatMode::plain) {
+    // The window rows' scales, loaded by warps 1-4 while warp 0 looks for the tiles: for a tile inside the
+    // window (one group, or 128-aligned groups) this leaves a single dependent load before the shifts.
+    // (Not for exact, whose table and lookups already fill the register budget: this spilled it.)
+    constexpr bool kOwnScales = kMode == SatMode::paper_kernel;
+    if (kOwnScales && t >= 32 && t < 32 + kSatTile) {
+      const std::uint32_t r = std::uint32_t(t - 32);
+      s_si[r] = r < wrows ? si[(W + r) * scols + cb] : 0.0f;
+    }
     // 2. The tiles overlapping [W, W + wrows), found by warp 0. make_row_tiles' tiles are sorted and cover
     // the rows contiguously with <= 128 rows each, so at least blockIdx.x of them start before W and the
     // first overlapping one has index >= blockIdx.x - 1; the scan stops at the first tile past the window.
@@ -193,7 +202,10 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm) sat_e4m3_1x128_kern
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
         const std::uint32_t r = std::uint32_t(lane + 32 * q);
-        my[q] = r < rt.row_count ? si[(std::size_t(rt.row_begin) + r) * scols + cb] : 0.0f;
+        const std::size_t row = std::size_t(rt.row_begin) + r;
+        my[q] = r >= rt.row_count ? 0.0f
+                : (kOwnScales && row >= W && row < W + wrows) ? s_si[row - W]
+                                                : si[row * scols + cb];
         m = fmaxf(m, my[q]);
       }
 #pragma unroll
