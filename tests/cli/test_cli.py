@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import warnings
 
 import ml_dtypes as md
@@ -372,14 +371,6 @@ GROUPS = {f.__name__: f for f in (convert_float32_vs_ml_dtypes, convert_float16_
                                   help_everywhere, inspect_codes_and_values, quickstart_runs)}
 
 if __name__ == "__main__":
-    names = sys.argv[2:] or list(GROUPS)
-    failed = 0
-    for name in names:
-        try:
-            GROUPS[name]()
-            print(f"ok   {name}")
-        except Exception:
-            failed += 1
-            print(f"FAIL {name}")
-            traceback.print_exc()
-    sys.exit(1 if failed else 0)
+    from harness import run_groups
+
+    run_groups(GROUPS)

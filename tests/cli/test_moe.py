@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import traceback
 
 import numpy as np
 
@@ -174,14 +173,6 @@ GROUPS = {f.__name__: f for f in (moe_end_to_end, moe_transpose_variants, moe_th
                                   dataflows_listing_and_toml, moe_npy_inputs, moe_errors)}
 
 if __name__ == "__main__":
-    names = sys.argv[2:] or list(GROUPS)
-    failed = 0
-    for name in names:
-        try:
-            GROUPS[name]()
-            print(f"PASS {name}")
-        except Exception:
-            failed += 1
-            print(f"FAIL {name}")
-            traceback.print_exc()
-    sys.exit(1 if failed else 0)
+    from harness import run_groups
+
+    run_groups(GROUPS)
