@@ -101,27 +101,25 @@ __device__ __forceinline__ std::uint32_t transform_word(std::uint32_t w, std::ui
 
 __device__ __forceinline__ int exponent_field(float x) { return int((__float_as_uint(x) >> 23) & 0xFFu); }
 
-constexpr int kMaxSegments = kSatTile;
+constexpr int kMaxSegments = kSatTile;  // tiles overlapping one 128-row window: each has >= 1 row in it
 // Resident blocks per SM the register budget is set for: each block's scale work is a chain of dependent
 // loads (tiles -> row scales), hidden only by other blocks' copies. Measured on an H100 (docs/gpu.md): 5 is
 // best for every mode by 0.5-5% over 4 and 6 (6 spills exact's registers).
-constexpr int kSatBlocksPerSm = 5;  // tiles overlapping one 128-row window: each has >= 1 row
+constexpr int kSatBlocksPerSm = 5;
 
 // One block per (128-row window of the GLOBAL row grid, 128-column block). A window may hold pieces of
 // several group tiles (groups need not be multiples of 128 rows); the block finds them, takes each tile's
 // T over all of the tile's rows (inside the window or not), and writes whole 128-byte output lines, so no
 // output line is shared by two blocks (partially written sectors cost a DRAM read each).
 template <SatMode kMode>
-__global__ void __launch_bounds__(kThreads, kSatBlocksPerSm) sat_e4m3_1x128_kernel(const std::uint8_t* __restrict__ codes,
-                                                                  const float* __restrict__ si, std::size_t M,
-                                                                  std::size_t K, const RowTile* __restrict__ tiles,
-                                                                  std::uint32_t n_tiles,
-                                                                  std::uint8_t* __restrict__ out,
-                                                                  float* __restrict__ out_si) {
+__global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
+    sat_e4m3_1x128_kernel(const std::uint8_t* __restrict__ codes, const float* __restrict__ si, std::size_t M,
+                          std::size_t K, const RowTile* __restrict__ tiles, std::uint32_t n_tiles,
+                          std::uint8_t* __restrict__ out, float* __restrict__ out_si) {
   __shared__ __align__(16) std::uint8_t tile[kSatTile][kSatTile];
   __shared__ std::uint8_t s_k[kSatTile];
   __shared__ bool s_zero[kSatTile];
-  __shared__ std::uint32_t s_seg[kMaxSegments];  // indices of the tiles overlapping the window (any order)
+  __shared__ std::uint32_t s_seg[kMaxSegments];  // indices of the tiles overlapping the window, ascending
   __shared__ RowTile s_segt[kMaxSegments];       // and the tiles themselves
   __shared__ std::uint32_t s_nseg;
   __shared__ float s_si[kSatTile];  // the window rows' own scales (they need no tile list)
