@@ -83,16 +83,13 @@ int run_validate_gemm(const std::string& shape, const std::string& dist, std::ui
     for (std::size_t i = 0; i < got.size(); ++i) {
       const cuda::GemmValidation& r = got[i];
       io::GemmValidationCase c;
+      static_cast<io::GemmComparison&>(c) = r;
       c.scaling = cuda::to_string(sc);
       c.fast_accum = runs[i].first.fast_accum;
       c.out = runs[i].first.out == cuda::GemmOutType::bf16 ? "bf16" : "f32";
       c.model = std::string(to_string(runs[i].second));
       c.bits_required = preset;
       c.m = M, c.n = N, c.k = K;
-      c.label = r.label, c.algo = r.algo;
-      c.compared = r.compared, c.bit_exact = r.bit_exact, c.first_mismatch = r.first_mismatch;
-      c.bound_violations = r.bound_violations, c.worst_err_over_bound = r.worst_err_over_bound;
-      c.first_violation = r.first_violation, c.error = r.error;
       cases.push_back(std::move(c));
       results.push_back(std::move(got[i]));
     }

@@ -9,19 +9,12 @@
 #include <vector>
 
 #include "cuda/gemm_cublaslt.hpp"
+#include "io/gemm_comparison.hpp"
 #include "reference/gemm.hpp"
 
 namespace fp8flow::cuda {
 
-struct GemmValidation {
-  std::string label;                 // "1x128_128x128 fast_accum=0 f32 [M, N, K] vs h100"
-  std::string algo;                  // the cuBLASLt algorithm used
-  std::size_t compared = 0, bit_exact = 0;
-  std::string first_mismatch;        // "out[3, 17] (A row 3, B row 17): model 0x3F800000 (1), gpu 0x3F800001 (...)"
-  std::size_t bound_violations = 0;
-  double worst_err_over_bound = 0;   // max |gpu - exact| / bound
-  std::string first_violation;
-  std::string error;                 // cuBLASLt refused the combination (nothing compared)
+struct GemmValidation : io::GemmComparison {
   bool bits_ok() const { return bit_exact == compared; }
   bool bound_ok() const { return bound_violations == 0 && error.empty(); }
 };

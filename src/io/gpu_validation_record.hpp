@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "io/gemm_comparison.hpp"
 #include "io/results_store.hpp"
 
 namespace fp8flow::io {
@@ -44,23 +45,15 @@ struct GpuValidation {
 RunRecord gpu_validation_record(const nlohmann::json& params, const std::vector<GpuValidation>& results);
 
 // One cuBLASLt FP8 GEMM of `fp8flow validate --gpu --op gemm` against a CPU accumulation model, bit for
-// bit, and against the a-priori error bound around the exact product: the fields of cuda::GemmValidation
-// (src/cuda/gemm_validate.hpp) plus the configuration its label spells out, so that the record has each
-// as a column.
-struct GemmValidationCase {
+// bit, and against the a-priori error bound around the exact product: what cuda::GemmValidation found
+// (GemmComparison) plus the configuration its label spells out, so that the record has each as a column.
+struct GemmValidationCase : GemmComparison {
   std::string scaling;              // "tensor", "1x128_128x128", "1x128_1x128" (cuda::to_string(GemmScaling))
   bool fast_accum = false;          // CUBLASLT_MATMUL_DESC_FAST_ACCUM
   std::string out;                  // output type: "f32" or "bf16"
   std::string model;                // the CPU accumulation model compared with: "h100", "h100_fast", ...
   bool bits_required = true;        // a bit mismatch fails the case (the fitted presets); else the bound only
   std::size_t m = 0, n = 0, k = 0;
-  std::string label, algo;          // the text report's label; the cuBLASLt algorithm
-  std::size_t compared = 0, bit_exact = 0;
-  std::string first_mismatch;       // "out[3, 17]: model 0x3F800000 (1), gpu 0x3F800001 (...), exact ...; A row .."
-  std::size_t bound_violations = 0;
-  double worst_err_over_bound = 0;  // max |gpu - exact| / bound
-  std::string first_violation;
-  std::string error;                // cuBLASLt refused the combination (nothing compared)
   std::string op() const;           // "gemm_e4m3_1x128_128x128_f32_fast_accum_vs_h100_fast"
   double bit_exact_fraction() const;  // bit_exact / compared; NaN when nothing was compared (an error)
   bool bits_ok() const { return error.empty() && bit_exact == compared; }
