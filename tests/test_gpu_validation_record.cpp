@@ -100,8 +100,8 @@ TEST_CASE("gpu_validation record: written to the HDF5 store and read back and no
   const fs::path file = dir / "sub" / "report.h5";
   const nlohmann::json params{{"op", "all"}, {"shape", {300, 200}}, {"seed", 3}, {"gpu", "test"}};
   const RunRecord r = gpu_validation_record(params, sample_results());
-  CHECK(write_gpu_validation(file, r));
-  CHECK_FALSE(write_gpu_validation(file, r));  // the same run again: skipped, file unchanged
+  CHECK(append_run_once(file, r));
+  CHECK_FALSE(append_run_once(file, r));  // the same run again: skipped, file unchanged
   {
     const ResultsFile f(file);
     REQUIRE(f.hashes() == std::vector<std::string>{r.hash});
@@ -119,7 +119,7 @@ TEST_CASE("gpu_validation record: written to the HDF5 store and read back and no
   // Another validation (other params) appends a second run.
   nlohmann::json p2 = params;
   p2["seed"] = 4;
-  CHECK(write_gpu_validation(file, gpu_validation_record(p2, sample_results())));
+  CHECK(append_run_once(file, gpu_validation_record(p2, sample_results())));
   CHECK(ResultsFile(file).hashes().size() == 2);
   fs::remove_all(dir);
 }
@@ -340,12 +340,12 @@ TEST_CASE("gpu_validation gemm and dispatch runs round-trip through the HDF5 sto
   const RunRecord disp = gpu_validation_record(dispatch_params(), sample_dispatch());
   REQUIRE(gemm.hash != disp.hash);
   CHECK(store_gpu_validation(file, gemm) == fmt::format("written to {} as run {}", file.string(), gemm.hash));
-  CHECK(write_gpu_validation(file, disp));
+  CHECK(append_run_once(file, disp));
   const std::string before = file_bytes(file);
   SECTION("the same validation again is recognised by its hash and leaves the file byte for byte") {
     CHECK(store_gpu_validation(file, gemm) ==
           fmt::format("{} already holds this validation as run {}; not written again", file.string(), gemm.hash));
-    CHECK_FALSE(write_gpu_validation(file, disp));
+    CHECK_FALSE(append_run_once(file, disp));
     CHECK(file_bytes(file) == before);
     CHECK(ResultsFile(file).hashes().size() == 2);
   }
@@ -372,7 +372,7 @@ TEST_CASE("gpu_validation gemm and dispatch runs round-trip through the HDF5 sto
     const fs::path bad = dir / "notes.h5";
     { std::ofstream(bad) << "not hdf5\n"; }
     try {
-      write_gpu_validation(bad, gemm);
+      append_run_once(bad, gemm);
       FAIL("no error for " << bad);
     } catch (const std::exception& e) {
       CHECK(std::string(e.what()).find(bad.string()) != std::string::npos);

@@ -42,12 +42,11 @@ std::string log_study(const StudyArgs& a, const std::vector<std::size_t>& shape,
       a.dist, shape[0], shape[1], a.seed, a.eps, fmt::join(groups, ", "));
   const io::Experiment e = io::parse_experiment(toml, "fp8flow transpose-study");
   const io::RunSpec& spec = e.runs.at(0);
-  io::ResultsWriter w(a.out, 0.0);
-  if (w.complete().count(spec.hash))
-    return fmt::format("{} already holds this study as run {}; not written again", a.out, spec.hash);
-  w.add(io::execute_run(spec, e.name, threads));
-  w.commit();
-  return fmt::format("written to {} as run {}", a.out, spec.hash);
+  const std::string held = fmt::format("{} already holds this study as run {}; not written again", a.out, spec.hash);
+  if (io::existing_runs(a.out).contains(spec.hash)) return held;  // before computing the run again
+  return io::append_run_once(a.out, io::execute_run(spec, e.name, threads))
+             ? fmt::format("written to {} as run {}", a.out, spec.hash)
+             : held;
 }
 
 std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }

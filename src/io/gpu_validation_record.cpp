@@ -313,20 +313,9 @@ RunRecord gemm_validation_record(const nlohmann::json& params, const std::string
   return rec;
 }
 
-bool write_gpu_validation(const std::filesystem::path& file, RunRecord rec) {
-  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
-  ResultsWriter w(file, 0.0);
-  if (w.complete().contains(rec.hash)) return false;
-  if (rec.provenance.start_time.empty()) rec.provenance.start_time = iso8601_utc_now();
-  if (rec.provenance.end_time.empty()) rec.provenance.end_time = iso8601_utc_now();
-  w.add(std::move(rec));
-  w.commit();
-  return true;
-}
-
 std::string store_gpu_validation(const std::filesystem::path& file, RunRecord rec) {
   const std::string hash = rec.hash;
-  return write_gpu_validation(file, std::move(rec))
+  return append_run_once(file, std::move(rec))
              ? fmt::format("written to {} as run {}", file.string(), hash)
              : fmt::format("{} already holds this validation as run {}; not written again", file.string(), hash);
 }

@@ -69,13 +69,8 @@ struct GemmValidationCase : GemmComparison {
 RunRecord gemm_validation_record(const nlohmann::json& params, const std::string& input,
                                  const std::vector<GemmValidationCase>& results);
 
-// Appends the run to the HDF5 store `file` (created if absent). Returns false (nothing written) when
-// the same run (same hash) is already there. Throws InputError for a file that is not an fp8flow store
-// or is locked by another writer.
-bool write_gpu_validation(const std::filesystem::path& file, RunRecord rec);
-
-// write_gpu_validation, and the sentence `fp8flow validate` prints after "report: ": "written to FILE as
-// run HASH" or "FILE already holds this validation as run HASH; not written again".
+// append_run_once (results_store.hpp), and the sentence `fp8flow validate` prints after "report: ":
+// "written to FILE as run HASH" or "FILE already holds this validation as run HASH; not written again".
 std::string store_gpu_validation(const std::filesystem::path& file, RunRecord rec);
 
 }  // namespace fp8flow::io

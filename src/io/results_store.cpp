@@ -688,6 +688,17 @@ std::set<std::string> existing_runs(const fs::path& file) {
   return {h.begin(), h.end()};
 }
 
+bool append_run_once(const fs::path& file, RunRecord rec) {
+  if (file.has_parent_path()) fs::create_directories(file.parent_path());
+  ResultsWriter w(file, 0.0);
+  if (w.complete().contains(rec.hash)) return false;
+  if (rec.provenance.start_time.empty()) rec.provenance.start_time = iso8601_utc_now();
+  if (rec.provenance.end_time.empty()) rec.provenance.end_time = iso8601_utc_now();
+  w.add(std::move(rec));
+  w.commit();
+  return true;
+}
+
 // ---- Writing -------------------------------------------------------------------------------------
 
 fs::path FileLock::lock_path(const fs::path& file) { return fs::path(file) += ".lock"; }

@@ -115,6 +115,11 @@ class ResultsFile {
 // ResultsFile. Returns the hashes of its complete runs (empty for a new file).
 std::set<std::string> existing_runs(const std::filesystem::path& file);
 
+// Appends one run to the store `file` (created, with its folder, if absent) unless a run with its hash is
+// already there: then returns false and writes nothing. Empty provenance times are set to now. Throws
+// InputError for a file that is not an fp8flow store or is locked by another writer.
+bool append_run_once(const std::filesystem::path& file, RunRecord rec);
+
 // ---- Writing -------------------------------------------------------------------------------------
 // An exclusive flock on `<file>.lock` holding the writer's pid. Throws InputError naming the file and
 // the holder's pid when another process holds it. Released by the kernel on any exit, kill -9 included.
