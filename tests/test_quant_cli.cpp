@@ -127,6 +127,20 @@ TEST_CASE("dequantize and transpose CLI reject mismatched or unsuitable files", 
     CHECK_THAT(r.output, Catch::Contains("sum to 3") && Catch::Contains("4 rows"));
     CHECK(nothing_under(d / "t"));
   }
+  SECTION("stochastic rounding or a seed with a method that does not round") {
+    for (const char* opts : {"--method paper_kernel --round stochastic", "--method naive --seed 5"}) {
+      const Run r = fp8flow_cli(fmt::format("transpose '{}' '{}' {}", (d / "q").string(), (d / "t").string(), opts));
+      CHECK(r.status == 1);
+      CHECK_THAT(r.output, Catch::Contains("only --method exact rounds"));
+      CHECK(nothing_under(d / "t"));
+    }
+  }
+  SECTION("transpose-study --out refuses a file input and leaves the store alone") {
+    const Run r = fp8flow_cli(fmt::format("transpose-study --dist 'file:{}' --out '{}'", in, (d / "s.h5").string()));
+    CHECK(r.status == 1);
+    CHECK_THAT(r.output, Catch::Contains("--out") && Catch::Contains("synthetic"));
+    CHECK(!fs::exists(d / "s.h5"));
+  }
   SECTION("a good transpose round trip: exact keeps the rowwise values") {
     REQUIRE(fp8flow_cli(fmt::format("transpose '{}' '{}' --method exact", (d / "q").string(), (d / "t").string()))
                 .status == 0);
