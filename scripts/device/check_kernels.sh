@@ -2,7 +2,8 @@
 # GPU check of the SAT and quantize kernels after a change (run on the device machine from the repo root):
 #   scripts/device/check_kernels.sh BUNDLE_DIR OUT_DIR [--no-bench]
 # BUNDLE_DIR holds fp8flow, fp8flow-gpu-tests and fp8flow-gpu-bench (scripts/device_bundle). Writes:
-#   OUT_DIR/kernels_check.txt  bit-exactness (transpose, quantize v1/v2, paper_swiglu edges, dequantize),
+#   OUT_DIR/kernels_check.txt  bit-exactness (transpose, quantize v1/v2, paper_swiglu edges, dequantize,
+#                              quantize -> SAT chains with programmatic dependent launch),
 #                              validate --gpu --op transpose with unequal groups, compute-sanitizer memcheck and
 #                              racecheck on the transposes and the v2 quantize
 #   OUT_DIR/kernels_bench.txt  fp8flow-gpu-bench (copy bandwidth, SAT 1 and 8 groups, transposes, quantize)
@@ -23,6 +24,7 @@ rc=0
   step "gpu test quantize_bitexact (v1)" 60 "$B/run" fp8flow-gpu-tests quantize_bitexact
   step "gpu test quantize_swiglu_edges" 30 "$B/run" fp8flow-gpu-tests quantize_swiglu_edges
   step "gpu test dequantize_bitexact" 30 "$B/run" fp8flow-gpu-tests dequantize_bitexact
+  step "gpu test pdl_chain" 60 "$B/run" fp8flow-gpu-tests pdl_chain
   step "validate --op transpose, outliers [4096, 2048], groups 16,1008,112,2960" 40 \
     "$B/run" fp8flow validate --gpu --op transpose --dist outliers --shape 4096,2048 --groups 16,1008,112,2960 --seed 3
   step "validate --op all, adversarial [1000, 4096], groups 100,237,663" 40 \

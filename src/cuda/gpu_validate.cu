@@ -328,6 +328,51 @@ GpuValidation validate_dequantize_gpu(const QuantizedTensor& in) {
   return v;
 }
 
+PdlChainCheck check_pdl_chain(std::size_t rows, std::size_t cols, const std::vector<std::size_t>& groups, int rounds,
+                              std::uint64_t seed) {
+  const std::vector<RowTile> tiles = make_row_tiles(rows, groups);
+  const std::size_t n = rows * cols, scols = (cols + kSatTile - 1) / kSatTile, nt = tiles.size();
+  const auto R = std::size_t(rounds);
+  std::vector<std::uint16_t> xs(R * n);
+  for (std::size_t r = 0; r < R; ++r) {
+    const std::vector<float> x = adversarial_tensor(rows, cols, seed + r, true);
+    for (std::size_t i = 0; i < n; ++i) xs[r * n + i] = std::uint16_t(std::bit_cast<std::uint32_t>(x[i]) >> 16);
+  }
+  DeviceArray<std::uint16_t> d_x(xs);
+  DeviceArray<RowTile> d_tiles(tiles);
+  DeviceArray<std::uint8_t> rc(n), cc(n), out(R * n);
+  DeviceArray<float> rs(rows * scols), cs(nt * cols), osi(R * nt * cols);
+  cudaStream_t st = nullptr;
+  check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreate");
+  const auto chain = [&](bool pdl) {
+    check(cudaMemsetAsync(out.p, 0xA5, out.n, st), "poison");
+    check(cudaMemsetAsync(osi.p, 0xA5, osi.n * sizeof(float), st), "poison");
+    for (std::size_t r = 0; r < R; ++r) {
+      check(quant_e4m3_1x128_128x1_te(d_x.p + r * n, QuantInput::bf16, rows, cols, d_tiles.p, nt,
+                                      TeQuantParams{true, 0.0f}, rc.p, rs.p, cc.p, cs.p, st, pdl),
+            "quantize launch");
+      check(sat_transpose_e4m3_1x128(rc.p, rs.p, rows, cols, d_tiles.p, nt, SatMode::paper_kernel, out.p + r * n,
+                                     osi.p + r * nt * cols, st, pdl),
+            "SAT launch");
+    }
+    check(cudaStreamSynchronize(st), "chain");
+    std::vector<std::uint8_t> bytes = out.to_host();
+    const std::vector<float> s = osi.to_host();
+    const auto* sb = reinterpret_cast<const std::uint8_t*>(s.data());
+    bytes.insert(bytes.end(), sb, sb + s.size() * sizeof(float));
+    return bytes;
+  };
+  const std::vector<std::uint8_t> with = chain(true), without = chain(false);
+  cudaStreamDestroy(st);
+  PdlChainCheck c;
+  c.compared = with.size();
+  for (std::size_t i = 0; i < with.size(); ++i) {
+    if (with[i] == without[i]) continue;
+    if (c.mismatches++ == 0) c.first_round = i < R * n ? i / n : (i - R * n) / (nt * cols * sizeof(float));
+  }
+  return c;
+}
+
 std::string to_text(const GpuValidation& v) {
   std::string s = v.op + " [" + std::to_string(v.rows) + ", " + std::to_string(v.cols) + "]";
   if (!v.groups.empty()) s += " groups " + std::to_string(v.groups.size());

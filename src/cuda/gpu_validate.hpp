@@ -54,4 +54,18 @@ GpuValidation validate_dequantize_gpu(const QuantizedTensor& rowwise);
 
 std::string to_text(const GpuValidation& v);
 
+// Programmatic dependent launch across a producer -> consumer chain: `rounds` rounds of quantize v1 (bf16,
+// te_pow2, 1x128 + 128x1) into one set of buffers, each followed by the SAT paper_kernel transpose of its
+// rowwise output into that round's own output, all launched back to back on one stream with pdl = true
+// (each kernel may start before the previous one ends and must wait for it: the SAT for the codes it reads,
+// the next quantize for the buffers the SAT still reads). Every round's SAT codes and scales are compared
+// byte for byte with the same chain launched without PDL. Inputs: adversarial_tensor(rows, cols, seed + r).
+struct PdlChainCheck {
+  std::size_t compared = 0;    // bytes
+  std::size_t mismatches = 0;  // bytes
+  std::size_t first_round = 0; // of the first mismatching byte (valid when mismatches > 0)
+};
+PdlChainCheck check_pdl_chain(std::size_t rows, std::size_t cols, const std::vector<std::size_t>& groups, int rounds,
+                              std::uint64_t seed);
+
 }  // namespace fp8flow::cuda

@@ -2,6 +2,7 @@
 // columnwise in one pass over the input (v1: tile staged in shared memory; v2: tile in registers, also
 // 128x128 blocks and the paper_swiglu rule, PAPER.md 3.3); the naive transpose (dequantize -> transpose -> 128x1 te_pow2,
 // the double_quant path); dequantize. Same semantics as fp8flow::quantize / transpose_naive / dequantize.
+// pdl: programmatic dependent launch, as for sat_transpose_e4m3_1x128 (sat_kernels.hpp).
 // Layouts: rowwise codes [M, K], scale_inv COMPACT [M, ceil(K/128)]; columnwise codes stored transposed
 // [K, M], scale_inv [row tiles, K] (row tiles restart at each expert group, see sat_kernels.hpp).
 #pragma once
@@ -25,7 +26,7 @@ struct TeQuantParams {
 cudaError_t quant_e4m3_1x128_128x1_te(const void* d_x, QuantInput input, std::size_t rows, std::size_t cols,
                                       const RowTile* d_tiles, std::size_t n_tiles, TeQuantParams p,
                                       std::uint8_t* d_row_codes, float* d_row_si, std::uint8_t* d_col_codes,
-                                      float* d_col_si, cudaStream_t s = 0);
+                                      float* d_col_si, cudaStream_t s = 0, bool pdl = false);
 
 // ---- v2: register-resident tiles, 1x128 (+128x1) or 128x128, te_fp32 / te_pow2 / paper_swiglu ----------
 // One 256-thread block per 128-row tile x 128-column block; each thread holds 8 rows x 8 columns of the
@@ -46,12 +47,13 @@ struct QuantV2Params {
 cudaError_t quant_e4m3_v2(const void* d_x, QuantInput input, std::size_t rows, std::size_t cols,
                           const RowTile* d_tiles, std::size_t n_tiles, QuantGranularity g, QuantV2Params p,
                           std::uint8_t* d_a_codes, float* d_a_si, std::uint8_t* d_b_codes, float* d_b_si,
-                          cudaStream_t s = 0);
+                          cudaStream_t s = 0, bool pdl = false);
 
 // naive transpose of a rowwise 1x128 e4m3 tensor: RN32(value(q) * si) -> 128x1 te_pow2 with `eps`.
 cudaError_t transpose_naive_e4m3_1x128(const std::uint8_t* d_codes, const float* d_si, std::size_t rows,
                                        std::size_t cols, const RowTile* d_tiles, std::size_t n_tiles, float eps,
-                                       std::uint8_t* d_col_codes, float* d_col_si, cudaStream_t s = 0);
+                                       std::uint8_t* d_col_codes, float* d_col_si, cudaStream_t s = 0,
+                                       bool pdl = false);
 
 // Dequantize a rowwise 1x128 e4m3 tensor: out[r, c] = RN32(value(q) * si[r, c / 128]), fp32.
 cudaError_t dequant_e4m3_1x128(const std::uint8_t* d_codes, const float* d_si, std::size_t rows, std::size_t cols,

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <vector>
 
+#include "cuda/launch_pdl.cuh"
 #include "cuda/sat_kernels.hpp"
 #include "formats/convert.hpp"
 
@@ -115,7 +116,7 @@ template <SatMode kMode>
 __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
     sat_e4m3_1x128_kernel(const std::uint8_t* __restrict__ codes, const float* __restrict__ si, std::size_t M,
                           std::size_t K, const RowTile* __restrict__ tiles, std::uint32_t n_tiles,
-                          std::uint8_t* __restrict__ out, float* __restrict__ out_si) {
+                          std::uint8_t* __restrict__ out, float* __restrict__ out_si, bool col_fast) {
   __shared__ __align__(16) std::uint8_t tile[kSatTile][kSatTile];
   __shared__ std::uint8_t s_k[kSatTile];
   __shared__ bool s_zero[kSatTile];
@@ -125,9 +126,11 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
   __shared__ float s_si[kSatTile];  // the window rows' own scales (they need no tile list)
   __shared__ __align__(16) std::uint8_t s_lut[kMode == SatMode::exact ? kLutBytes : 16];
   const int t = threadIdx.x;
-  const std::size_t W = std::size_t(blockIdx.x) * kSatTile;  // first row of the window
+  pdl_start();
+  const std::uint32_t win = col_fast ? blockIdx.y : blockIdx.x;
+  const std::size_t W = std::size_t(win) * kSatTile;  // first row of the window
   const std::uint32_t wrows = std::uint32_t(M - W < std::size_t(kSatTile) ? M - W : kSatTile);
-  const std::size_t cb = blockIdx.y, col0 = cb * kSatTile;
+  const std::size_t cb = col_fast ? blockIdx.x : blockIdx.y, col0 = cb * kSatTile;
   const std::size_t scols = (K + kSatTile - 1) / kSatTile;
 
   // 1. The window's codes: all loads in flight before the scale work (they depend on nothing else).
@@ -166,11 +169,11 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
       s_si[r] = r < wrows ? si[(W + r) * scols + cb] : 0.0f;
     }
     // 2. The tiles overlapping [W, W + wrows), found by warp 0. make_row_tiles' tiles are sorted and cover
-    // the rows contiguously with <= 128 rows each, so at least blockIdx.x of them start before W and the
-    // first overlapping one has index >= blockIdx.x - 1; the scan stops at the first tile past the window.
+    // the rows contiguously with <= 128 rows each, so at least win of them start before W and the
+    // first overlapping one has index >= win - 1; the scan stops at the first tile past the window.
     if (t < 32) {
       std::uint32_t n = 0;
-      for (std::uint32_t base = blockIdx.x == 0 ? 0 : blockIdx.x - 1; base < n_tiles; base += 32) {
+      for (std::uint32_t base = win == 0 ? 0 : win - 1; base < n_tiles; base += 32) {
         const std::uint32_t i = base + std::uint32_t(t);
         RowTile rt{0, 0};
         if (i < n_tiles) rt = tiles[i];
@@ -319,26 +322,27 @@ cudaError_t ensure_exact_lut(cudaStream_t s) {
 
 cudaError_t sat_transpose_e4m3_1x128(const std::uint8_t* d_codes, const float* d_si, std::size_t rows,
                                      std::size_t cols, const RowTile* d_tiles, std::size_t n_tiles, SatMode mode,
-                                     std::uint8_t* d_out_codes, float* d_out_si, cudaStream_t s) {
+                                     std::uint8_t* d_out_codes, float* d_out_si, cudaStream_t s, bool pdl) {
   if (n_tiles == 0 || cols == 0) return cudaSuccess;
-  const dim3 grid(unsigned((rows + kSatTile - 1) / kSatTile), unsigned((cols + kSatTile - 1) / kSatTile));
+  // Windows fastest: on the H100 the column-blocks-fastest order was as fast with one group and up to 3 points
+  // slower with 8 groups (docs/gpu.md, fourth slice); the kernel keeps the switch for such comparisons.
+  constexpr bool col_fast = false;
+  const unsigned nw = unsigned((rows + kSatTile - 1) / kSatTile), ncb = unsigned((cols + kSatTile - 1) / kSatTile);
+  const dim3 grid = col_fast ? dim3(ncb, nw) : dim3(nw, ncb);
   const auto nt = std::uint32_t(n_tiles);
   switch (mode) {
     case SatMode::plain:
-      sat_e4m3_1x128_kernel<SatMode::plain><<<grid, kThreads, 0, s>>>(d_codes, d_si, rows, cols, d_tiles, nt,
-                                                                       d_out_codes, d_out_si);
-      break;
+      return launch_kernel(sat_e4m3_1x128_kernel<SatMode::plain>, grid, dim3(kThreads), 0, s, pdl, d_codes, d_si,
+                           rows, cols, d_tiles, nt, d_out_codes, d_out_si, col_fast);
     case SatMode::paper_kernel:
-      sat_e4m3_1x128_kernel<SatMode::paper_kernel><<<grid, kThreads, 0, s>>>(d_codes, d_si, rows, cols, d_tiles, nt,
-                                                                              d_out_codes, d_out_si);
-      break;
+      return launch_kernel(sat_e4m3_1x128_kernel<SatMode::paper_kernel>, grid, dim3(kThreads), 0, s, pdl, d_codes,
+                           d_si, rows, cols, d_tiles, nt, d_out_codes, d_out_si, col_fast);
     case SatMode::exact:
       if (const cudaError_t e = ensure_exact_lut(s); e != cudaSuccess) return e;
-      sat_e4m3_1x128_kernel<SatMode::exact><<<grid, kThreads, 0, s>>>(d_codes, d_si, rows, cols, d_tiles, nt,
-                                                                       d_out_codes, d_out_si);
-      break;
+      return launch_kernel(sat_e4m3_1x128_kernel<SatMode::exact>, grid, dim3(kThreads), 0, s, pdl, d_codes, d_si,
+                           rows, cols, d_tiles, nt, d_out_codes, d_out_si, col_fast);
   }
-  return cudaGetLastError();
+  return cudaErrorInvalidValue;  // not a SatMode
 }
 
 }  // namespace fp8flow::cuda

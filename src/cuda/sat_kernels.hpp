@@ -28,8 +28,12 @@ std::vector<RowTile> make_row_tiles(std::size_t rows, const std::vector<std::siz
 
 // d_tiles: make_row_tiles(...) copied to the device; out scale row of tile i is i. d_si / d_out_si unused
 // (may be null) for SatMode::plain. Asynchronous on `s`; returns the launch error.
+// pdl: launch with programmatic dependent launch (sm_90): the kernel may start while the previous kernel on
+// `s` is finishing and waits for it before reading anything (src/cuda/launch_pdl.cuh). The quantize
+// kernels take the same flag, so quantize -> SAT chains overlap each launch with the previous one's tail.
 cudaError_t sat_transpose_e4m3_1x128(const std::uint8_t* d_codes, const float* d_si, std::size_t rows,
                                      std::size_t cols, const RowTile* d_tiles, std::size_t n_tiles, SatMode mode,
-                                     std::uint8_t* d_out_codes, float* d_out_si, cudaStream_t s = 0);
+                                     std::uint8_t* d_out_codes, float* d_out_si, cudaStream_t s = 0,
+                                     bool pdl = false);
 
 }  // namespace fp8flow::cuda

@@ -2,6 +2,7 @@
 // wide dynamic range inside one tile, shifts that produce subnormals, NaN/Inf, zero rows and zero scales,
 // unequal expert groups and tail shapes (partial tiles on both axes, sizes not multiples of 16).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <bit>
 #include <cmath>
@@ -36,7 +37,8 @@ const std::vector<Shape>& shapes() {
 }
 
 // Row r of an adversarial tensor: a per-row magnitude 2^[-40, 40], and inside each row values spread over
-// 2^[-30, 0] of it (wide range within one 1x128 tile and one 128x1 column tile), with specials sprinkled in.
+// 2^[-30, 0] of it (wide range within one 1x128 tile and one 128x1 column tile), with specials sprinkled in;
+// one row in 20 each is all zero, all fp32 subnormals, or all bf16 subnormals (2^-127..2^-133).
 std::vector<float> adversarial(std::size_t rows, std::size_t cols, std::uint64_t seed, bool bf16) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> u(0.0, 1.0);
@@ -48,7 +50,8 @@ std::vector<float> adversarial(std::size_t rows, std::size_t cols, std::uint64_t
       double v = (u(rng) * 2 - 1) * std::ldexp(1.0, row_exp - int(u(rng) * u(rng) * 31));
       const double pick = u(rng);
       if (kind == 0) v = 0.0;                                   // a zero row
-      else if (kind == 1) v = (pick < 0.5 ? -1 : 1) * 1e-42;    // fp32 subnormals only
+      else if (kind == 1) v = (pick < 0.5 ? -1 : 1) * 1e-42;    // fp32 subnormals only (0 in bf16)
+      else if (kind == 2) v = (pick < 0.5 ? -1 : 1) * std::ldexp(0.5 + pick, -127 - int(pick * 7));  // bf16 subnormals
       if (pick < 0.002) v = std::numeric_limits<double>::quiet_NaN();
       else if (pick < 0.003) v = -std::numeric_limits<double>::infinity();
       else if (pick < 0.004) v = std::numeric_limits<double>::infinity();
@@ -158,14 +161,16 @@ int quantize_v2_bitexact(bool small) {
 
 // The paper_swiglu scale at its edges, one 128x128 block (and its 128 rows) each: all zero (scale_inv 2^-42),
 // amax = 448 * 2^j exactly and one ulp above (the ceil to a power of two), amax below the 1e-10 floor,
-// FLT_MAX, an Inf (scale_inv Inf: finite -> +-0, Inf -> NaN), all NaN (ignored: like all zero).
+// FLT_MAX, an Inf (scale_inv Inf: finite -> +-0, Inf -> NaN), all NaN (ignored: like all zero), subnormal;
+// the same blocks also through the v1 kernel with te_pow2.
 int quantize_swiglu_edges() {
   int fails = 0, cases = 0;
   const std::size_t n = 128;
   const float specials[] = {0.0f, 448.0f, std::nextafter(448.0f, 1e9f), 448.0f * 0x1p-20f,
                             std::nextafter(448.0f * 0x1p-20f, 1.0f), 1e-11f, 1e-10f * 448.0f,
                             std::numeric_limits<float>::max(), std::numeric_limits<float>::infinity(),
-                            std::numeric_limits<float>::quiet_NaN(), 0x1p-149f, 0x1p-126f};
+                            std::numeric_limits<float>::quiet_NaN(), 0x1p-149f, 0x1p-126f,
+                            0x1.8p-130f};  // a bf16 subnormal: every row and column amax subnormal
   for (const float top : specials)
     for (const bool bf16 : {false, true}) {
       std::vector<float> x(n * n);
@@ -184,6 +189,12 @@ int quantize_swiglu_edges() {
         v.input = fmt::format("edge amax {:a}", double(top));
         fails += report(v, cases);
       }
+      // The same blocks through v1 (te_pow2, 1x128 + 128x1): its packed bf16 maxima on NaN/Inf/subnormal tiles.
+      auto v1 = validate_quantize_gpu(x, n, n, QuantSpec{bf16 ? QuantInput::bf16 : QuantInput::f32, k1x128,
+                                                         ScaleRule::te_pow2, 0.0f, QuantKernel::v1},
+                                      {});
+      v1.input = fmt::format("edge amax {:a}", double(top));
+      fails += report(v1, cases);
     }
   fmt::print("quantize_swiglu_edges: {} cases, {} failing\n", cases, fails);
   return fails ? 1 : 0;
@@ -219,6 +230,29 @@ int dequantize_bitexact() {
   std::uint64_t seed = 5000;
   for (const Shape& s : shapes()) fails += report(validate_dequantize_gpu(random_codes(s.rows, s.cols, seed++)), cases);
   fmt::print("dequantize_bitexact: {} cases, {} failing\n", cases, fails);
+  return fails ? 1 : 0;
+}
+
+// quantize -> SAT chains launched with programmatic dependent launch equal the same chains without it
+// (check_pdl_chain): short kernels (small shapes) so that each launch overlaps the previous one's tail.
+int pdl_chain() {
+  struct Case {
+    std::size_t rows, cols;
+    std::vector<std::size_t> groups;
+  };
+  const Case cases[] = {{256, 512, {}}, {700, 520, {1, 127, 129, 443}}, {2304, 4096, {160, 448, 256, 1440}},
+                        {28672, 1280, {}}};
+  int fails = 0;
+  std::uint64_t seed = 7000;
+  for (const Case& c : cases) {
+    const PdlChainCheck r = check_pdl_chain(c.rows, c.cols, c.groups, 8, seed);
+    seed += 8;
+    fmt::print("pdl chain [{}, {}] groups {}: 8 rounds, {} bytes compared, {} differ{}\n", c.rows, c.cols,
+               c.groups.empty() ? std::string("(one)") : fmt::format("{}", fmt::join(c.groups, ",")), r.compared,
+               r.mismatches, r.mismatches ? fmt::format(" (first in round {})", r.first_round) : std::string());
+    fails += r.mismatches != 0;
+  }
+  fmt::print("pdl_chain: 4 cases, {} failing\n", fails);
   return fails ? 1 : 0;
 }
 

@@ -6,6 +6,7 @@ int quantize_v2_bitexact(bool small);
 int quantize_swiglu_edges();
 int transpose_bitexact();
 int dequantize_bitexact();
+int pdl_chain();
 int gemm_cublaslt();  // gpu_gemm_tests.cpp
 int ep_dispatch(int ranks);  // gpu_ep_tests.cpp: skipped (77) with fewer GPUs than ranks
 }  // namespace fp8flow::gpu_tests

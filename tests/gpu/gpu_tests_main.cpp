@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   if (argc != 2) {
     fmt::print(stderr, "usage: fp8flow-gpu-tests formats_encode_exhaustive|formats_decode|quantize_bitexact|"
                "transpose_bitexact|dequantize_bitexact|gemm_cublaslt|quantize_v2_bitexact|"
-               "quantize_v2_bitexact_small|quantize_swiglu_edges|ep_dispatch_1gpu|ep_dispatch_2gpu\n");
+               "quantize_v2_bitexact_small|quantize_swiglu_edges|pdl_chain|ep_dispatch_1gpu|ep_dispatch_2gpu\n");
     return 2;
   }
   if (device_count() == 0) {
@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   if (t == "quantize_swiglu_edges") return fp8flow::gpu_tests::quantize_swiglu_edges();
   if (t == "transpose_bitexact") return fp8flow::gpu_tests::transpose_bitexact();
   if (t == "dequantize_bitexact") return fp8flow::gpu_tests::dequantize_bitexact();
+  if (t == "pdl_chain") return fp8flow::gpu_tests::pdl_chain();
   if (t == "gemm_cublaslt") return fp8flow::gpu_tests::gemm_cublaslt();
   if (t == "ep_dispatch_1gpu") return fp8flow::gpu_tests::ep_dispatch(1);
   if (t == "ep_dispatch_2gpu") return fp8flow::gpu_tests::ep_dispatch(2);
