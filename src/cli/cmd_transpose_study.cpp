@@ -1,11 +1,13 @@
 // fp8flow transpose-study: one input, four column copies (naive, paper_kernel, exact, direct), their
 // metrics against the high-precision input and against direct, the split of the column-copy error into
 // the tile-scale cost (exact vs direct) and the double-quantization error (naive vs exact), and where
-// paper_kernel and exact differ, per tile. (--out results.h5 arrives with the HDF5 store, issue 6+.)
+// paper_kernel and exact differ, per tile. --out F.h5 also appends the run to a results store (synthetic inputs:
+// the same record `fp8flow run` writes for the same parameters, computed once).
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <charconv>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
@@ -17,6 +19,7 @@
 #include "quant/metrics.hpp"
 #include "quant/quant_io.hpp"
 #include "quant/transpose.hpp"
+#include "reference/studies.hpp"
 
 namespace fp8flow::cli {
 
@@ -30,26 +33,17 @@ struct StudyArgs {
   std::string out;  // --out: also log the study as a transpose_study run in this HDF5 store
 };
 
-// --out: the same study as `fp8flow run` would run it from an experiment file (same parameters, same run
-// hash), appended to the store; a store already holding the run is left as it is. eps goes in as the
-// float's shortest decimal form, which is what a user writes in the experiment file (1e-10, not the
-// double of the float).
-std::string log_study(const StudyArgs& a, const std::vector<std::size_t>& shape,
-                      const std::vector<std::size_t>& groups, int threads) {
+// The synthetic study as `fp8flow run` resolves it from an experiment file (same parameters, same run hash:
+// the record --out appends). eps goes in as the float's shortest decimal form, which is what a user writes in
+// the experiment file (1e-10, not the double of the float).
+io::Experiment as_experiment(const StudyArgs& a, const std::vector<std::size_t>& shape,
+                             const std::vector<std::size_t>& groups) {
   const std::string toml = fmt::format(
       "[experiment]\nname = \"transpose-study\"\nkind = \"transpose_study\"\n[params]\n"
       "distribution = \"{}\"\nshape = [{}, {}]\nseed = {}\neps = {}\ngroups = [{}]\n",
       a.dist, shape[0], shape[1], a.seed, a.eps, fmt::join(groups, ", "));
-  const io::Experiment e = io::parse_experiment(toml, "fp8flow transpose-study");
-  const io::RunSpec& spec = e.runs.at(0);
-  const std::string held = fmt::format("{} already holds this study as run {}; not written again", a.out, spec.hash);
-  if (io::existing_runs(a.out).contains(spec.hash)) return held;  // before computing the run again
-  return io::append_run_once(a.out, io::execute_run(spec, e.name, threads))
-             ? fmt::format("written to {} as run {}", a.out, spec.hash)
-             : held;
+  return io::parse_experiment(toml, "fp8flow transpose-study");
 }
-
-std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
 std::string row(std::string_view name, const Metrics& in, const Metrics& vs_direct) {
   return fmt::format("{:<13} {:>10.4g} {:>8.3f} {:>10.4g} {:>9.3g} {:>10.3g} {:>10.3g} {:>8} {:>8} {:>6} {:>5} {:>9.4g} | "
@@ -73,59 +67,72 @@ void add_transpose_study_command(CLI::App& app, const GlobalOptions& g) {
                   "--dist only; the run `fp8flow run` would write for the same parameters)");
   cmd->add_flag("--json", a->json, "Print JSON");
   cmd->callback([a, &g] {
-    InputTensor in;
-    std::string source;
     if (!a->out.empty() && a->dist.starts_with("file:"))
       throw InputError(fmt::format("transpose-study --out {}: only synthetic --dist inputs are logged (the store "
                                    "records the parameters that regenerate a run, not a file's contents)", a->out));
+    const std::vector<std::size_t> groups =
+        a->groups.empty() ? std::vector<std::size_t>{} : parse_size_list(a->groups, "--groups");
+    // One computation: a file's tensor as read, or the synthetic run exactly as `fp8flow run` would do it.
+    std::string source;
+    TransposeStudyResult r;
+    std::size_t rows = 0, cols = 0;
+    std::optional<io::Experiment> experiment;
+    std::optional<io::RunRecord> record;
     if (a->dist.starts_with("file:")) {
-      in = read_input_npy(a->dist.substr(5));
+      const InputTensor in = read_input_npy(a->dist.substr(5));
       source = a->dist;
+      rows = in.rows;
+      cols = in.cols;
+      TransposeStudyConfig c;
+      c.groups = groups;
+      c.eps = a->eps;
+      c.threads = g.threads;
+      r = transpose_study(c, in);
     } else {
       const Distribution d = parse_distribution(a->dist);
       const auto shape = parse_size_list(a->shape, "--shape");
       if (shape.size() != 2) throw InputError(fmt::format("--shape '{}': expected R,C", a->shape));
-      in.rows = shape[0];
-      in.cols = shape[1];
-      in.x = make_distribution(d, in.rows, in.cols, a->seed);
-      in.truth = to_double(in.x);
+      rows = shape[0];
+      cols = shape[1];
       source = fmt::format("{} seed {}", to_string(d), a->seed);
+      check_row_groups(groups, rows);
+      experiment = as_experiment(*a, shape, groups);
+      const io::RunSpec& spec = experiment->runs.at(0);
+      if (!a->out.empty()) record = io::begin_run_record(spec, experiment->name, g.threads);
+      r = transpose_study(io::transpose_study_config(spec, g.threads));
+      if (record) {
+        io::add_transpose_study(r, *record);
+        record->provenance.end_time = io::iso8601_utc_now();
+      }
     }
-    const std::vector<std::size_t> groups =
-        a->groups.empty() ? std::vector<std::size_t>{} : parse_size_list(a->groups, "--groups");
-    check_row_groups(groups, in.rows);
-    const QuantRecipe rec{k1x128, &e4m3, ScaleRule::te_pow2};
-    QuantParams p = default_params(rec.scale);
-    p.eps = a->eps;
-    p.input = in.dtype;
-    check_recipe(rec, p);
-    const QuantizedTensor rowwise = quantize(in.x, in.rows, in.cols, rec, p, {}, g.threads);
-    const QuantizedTensor naive = transpose_naive(rowwise, groups);
-    const QuantizedTensor paper = transpose_paper_kernel(rowwise, groups, g.threads);
-    const QuantizedTensor exact = transpose_exact(rowwise, groups, Rounding::rne, g.threads);
-    const QuantizedTensor direct = transpose_direct(in.x, in.rows, in.cols, 128, e4m3, p, groups);
-    const std::vector<double> dq_row = to_double(dequantize(rowwise)), dq_direct = to_double(dequantize(direct)),
-                              dq_exact = to_double(dequantize(exact));
-    struct Entry {
-      std::string_view name;
-      const QuantizedTensor* q;
+    // --out: append the record unless the store already holds the run (then it is left as it is).
+    const auto log = [&]() -> std::string {
+      const std::string& hash = experiment->runs.at(0).hash;
+      return io::append_run_once(a->out, std::move(*record))
+                 ? fmt::format("written to {} as run {}", a->out, hash)
+                 : fmt::format("{} already holds this study as run {}; not written again", a->out, hash);
     };
-    const Entry entries[] = {{"rowwise_1x128", &rowwise}, {"naive", &naive}, {"paper_kernel", &paper},
-                             {"exact", &exact},           {"direct", &direct}};
+    struct Entry {
+      std::string_view name, method;
+    };
+    const Entry entries[] = {{"rowwise_1x128", "rowwise"}, {"naive", "naive"}, {"paper_kernel", "paper_kernel"},
+                             {"exact", "exact"},           {"direct", "direct"}};
     std::vector<Metrics> vs_in, vs_direct;
     for (const Entry& e : entries) {
-      vs_in.push_back(compare(in.truth, *e.q));
-      vs_direct.push_back(compare(dq_direct, *e.q));
+      vs_in.push_back(r.metrics(e.method, "input"));
+      vs_direct.push_back(r.metrics(e.method, "direct"));
     }
-    const Metrics tile_cost = compare(dq_direct, exact);     // exact vs direct: the tile-scale cost
-    const Metrics double_q = compare(dq_exact, naive);       // naive vs exact: double quantization
-    const Metrics double_r = compare(dq_direct, naive);      // naive vs direct: the second rounding alone
-    const Metrics sat_loss = compare(dq_row, exact);         // exact vs the rowwise values: SAT's underflow tail
-    const Metrics paper_loss = compare(dq_row, paper);
-    const SatDiffReport diff = compare_paper_exact(rowwise, paper, exact);
+    const Metrics& tile_cost = r.metrics("exact", "direct");          // the tile-scale cost
+    const Metrics& double_q = r.metrics("naive", "exact");            // double quantization
+    const Metrics& double_r = r.metrics("naive", "direct");           // the second rounding alone
+    const Metrics& sat_loss = r.metrics("exact", "rowwise");          // SAT's underflow tail
+    const Metrics& paper_loss = r.metrics("paper_kernel", "rowwise");
+    const SatDiffReport& diff = r.paper_vs_exact;
+    const QuantRecipe& rec = r.rowwise_recipe;
+    const float eps = a->eps;
     if (a->json) {
-      nlohmann::json j = {{"input", source}, {"shape", {in.rows, in.cols}}, {"groups", groups},
-                          {"rowwise_recipe", rec.name()}, {"eps", p.eps}};
+      nlohmann::json j = {{"input", source}, {"shape", {rows, cols}}, {"groups", groups},
+                          {"rowwise_recipe", rec.name()}, {"eps", eps}};
       for (std::size_t i = 0; i < std::size(entries); ++i)
         j["methods"][std::string(entries[i].name)] = {{"vs_input", to_json(vs_in[i])}, {"vs_direct", to_json(vs_direct[i])}};
       j["tile_scale_cost_exact_vs_direct"] = to_json(tile_cost);
@@ -134,12 +141,12 @@ void add_transpose_study_command(CLI::App& app, const GlobalOptions& g) {
       j["sat_loss_exact_vs_rowwise"] = to_json(sat_loss);
       j["sat_loss_paper_kernel_vs_rowwise"] = to_json(paper_loss);
       j["paper_kernel_vs_exact"] = to_json(diff, a->max_tiles);
-      if (!a->out.empty()) j["report"] = log_study(*a, {in.rows, in.cols}, groups, g.threads);
+      if (record) j["report"] = log();
       fmt::print("{}\n", j.dump(2));
       return;
     }
     fmt::print("transpose-study: {} [{}, {}]{}, rowwise {} eps {}, column copies 128x1 (codes [C, R])\n", source,
-               in.rows, in.cols, groups.empty() ? "" : fmt::format(" groups {}", groups.size()), rec.name(), p.eps);
+               rows, cols, groups.empty() ? "" : fmt::format(" groups {}", groups.size()), rec.name(), eps);
     fmt::print("{:<13} {:>10} {:>8} {:>10} {:>9} {:>10} {:>10} {:>8} {:>8} {:>6} {:>5} {:>9} | {:>10} {:>8} {:>9}\n",
                "method", "rmse", "sqnr_dB", "max_abs", "max_rel", "bias", "calc_diff", "underfl", "lost_sub", "sat",
                "nan", "changed", "rmse_vsD", "sqnr_vsD", "chg_vsD");
@@ -159,7 +166,7 @@ void add_transpose_study_command(CLI::App& app, const GlobalOptions& g) {
     fmt::print("  paper_kernel vs rowwise values:            changed {} ({:.4g}), underflow_to_zero {}\n\n",
                paper_loss.changed, paper_loss.frac_changed, paper_loss.underflow_to_zero);
     fmt::print("{}", to_text(diff, a->max_tiles));
-    if (!a->out.empty()) fmt::print("report: {}\n", log_study(*a, {in.rows, in.cols}, groups, g.threads));
+    if (record) fmt::print("report: {}\n", log());
   });
 }
 

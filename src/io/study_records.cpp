@@ -87,86 +87,7 @@ Table histogram(std::string name, std::string description, std::string bin_units
 std::vector<std::size_t> sizes(const nlohmann::json& a) { return a.get<std::vector<std::size_t>>(); }
 
 void transpose_run(const RunSpec& spec, int threads, RunRecord& rec) {
-  const auto& p = spec.params;
-  TransposeStudyConfig c;
-  c.rows = p["shape"][0];
-  c.cols = p["shape"][1];
-  c.distribution = parse_distribution(p["distribution"].get<std::string>());
-  c.seed = p["seed"].get<std::uint64_t>();
-  c.groups = sizes(p["groups"]);
-  c.eps = p["eps"].get<float>();
-  c.tile = parse_granularity(p["granularity"].get<std::string>()).cols;
-  c.payload = &find_format(p["format"].get<std::string>());
-  c.keep_tensors = p["save_tensors"].get<bool>();
-  c.threads = threads;
-  const TransposeStudyResult r = transpose_study(c);
-
-  std::vector<MetricsRow> rows;
-  for (const auto& cmp : r.comparisons) rows.push_back({cmp.method, cmp.reference, &cmp.metrics});
-  rec.tables.push_back(metrics_table(
-      rows, "each method (rowwise 1xN tensor, and the naive / paper_kernel / exact / direct Nx1 column copies) against "
-            "a reference: input (high precision), direct, exact (naive vs exact = double quantization error), rowwise "
-            "(exact / paper_kernel vs rowwise = SAT underflow tail)"));
-
-  const SatDiffReport& d = r.paper_vs_exact;
-  Table diff;
-  diff.name = "paper_vs_exact";
-  diff.description = "output tiles where the paper's SAT kernel and the exact SAT differ, with the cause of each code";
-  std::vector<std::int64_t> row_tile, col_block, group, r0, r1, c0, c1, count, below, sub, nanf, other;
-  std::vector<double> maxdiff;
-  for (const SatTileDiff& t : d.tiles_with_diffs) {
-    row_tile.push_back(std::int64_t(t.row_tile));
-    col_block.push_back(std::int64_t(t.col_block));
-    group.push_back(std::int64_t(t.group));
-    r0.push_back(std::int64_t(t.rows.begin));
-    r1.push_back(std::int64_t(t.rows.end));
-    c0.push_back(std::int64_t(t.cols.begin));
-    c1.push_back(std::int64_t(t.cols.end));
-    count.push_back(std::int64_t(t.count));
-    below.push_back(std::int64_t(t.below_normal));
-    sub.push_back(std::int64_t(t.input_subnormal_or_zero));
-    nanf.push_back(std::int64_t(t.nan_made_finite));
-    other.push_back(std::int64_t(t.other));
-    maxdiff.push_back(t.max_abs_diff);
-  }
-  diff.add("row_tile", "index", row_tile).add("col_block", "index", col_block).add("group", "index", group);
-  diff.add("rows_begin", "index", r0).add("rows_end", "index", r1).add("cols_begin", "index", c0).add("cols_end", "index", c1);
-  diff.add("count", "count", count).add("below_normal", "count", below).add("input_subnormal_or_zero", "count", sub);
-  diff.add("nan_made_finite", "count", nanf).add("other", "count", other).add("max_abs_diff", "value", maxdiff);
-  diff.attrs = {{"tiles", d.tiles},
-                {"tiles_differing", d.tiles_differing},
-                {"elements", d.elements},
-                {"elements_differing", d.elements_differing},
-                {"below_normal", d.below_normal},
-                {"input_subnormal_or_zero", d.input_subnormal_or_zero},
-                {"nan_made_finite", d.nan_made_finite},
-                {"other", d.other}};
-  rec.tables.push_back(std::move(diff));
-
-  for (const auto& cmp : r.comparisons)
-    if (cmp.reference == "input" && cmp.metrics.has_codes)
-      rec.histograms.push_back(histogram(fmt::format("ulp_{}_vs_input", cmp.method),
-                                         "code - best code under the tensor's own scale, in ULPs of the format", "ulp",
-                                         cmp.metrics.ulp_hist));
-
-  if (c.keep_tensors) {
-    rec.tensors.push_back({"x", "the high-precision input, float32 [rows, cols]", {c.rows, c.cols}, r.x});
-    for (const auto& [name, q] : r.tensors) {
-      const bool t = q.codes_transposed;
-      rec.tensors.push_back({name + "_codes", t ? "codes stored transposed [cols, rows]" : "codes [rows, cols]",
-                             t ? std::vector<std::size_t>{q.cols, q.rows} : std::vector<std::size_t>{q.rows, q.cols},
-                             q.codes});
-      rec.tensors.push_back({name + "_scale_inv", "COMPACT scale_inv grid [row tiles, col tiles]",
-                             {q.scale_rows, q.scale_cols}, q.scale_inv});
-    }
-  }
-  auto sqnr = [&](std::string_view m) {
-    for (const auto& cmp : r.comparisons)
-      if (cmp.method == m && cmp.reference == "input") return cmp.metrics.sqnr_db;
-    return 0.0;
-  };
-  rec.summary = fmt::format("sqnr_dB naive {:.2f} paper {:.2f} exact {:.2f} direct {:.2f}; paper!=exact {}",
-                            sqnr("naive"), sqnr("paper_kernel"), sqnr("exact"), sqnr("direct"), d.elements_differing);
+  add_transpose_study(transpose_study(transpose_study_config(spec, threads)), rec);
 }
 
 void gemm_run(const RunSpec& spec, int threads, RunRecord& rec) {
@@ -467,8 +388,93 @@ train::TrainConfig train_config(const RunSpec& spec, int threads) {
   return c;
 }
 
-RunRecord execute_run(const RunSpec& spec, const std::string& experiment, int threads,
-                      const std::function<void(double)>& on_progress) {
+TransposeStudyConfig transpose_study_config(const RunSpec& spec, int threads) {
+  const auto& p = spec.params;
+  TransposeStudyConfig c;
+  c.rows = p["shape"][0];
+  c.cols = p["shape"][1];
+  c.distribution = parse_distribution(p["distribution"].get<std::string>());
+  c.seed = p["seed"].get<std::uint64_t>();
+  c.groups = sizes(p["groups"]);
+  c.eps = p["eps"].get<float>();
+  c.tile = parse_granularity(p["granularity"].get<std::string>()).cols;
+  c.payload = &find_format(p["format"].get<std::string>());
+  c.keep_tensors = p["save_tensors"].get<bool>();
+  c.threads = threads;
+  return c;
+}
+
+void add_transpose_study(const TransposeStudyResult& r, RunRecord& rec) {
+  std::vector<MetricsRow> rows;
+  for (const auto& cmp : r.comparisons) rows.push_back({cmp.method, cmp.reference, &cmp.metrics});
+  rec.tables.push_back(metrics_table(
+      rows, "each method (rowwise 1xN tensor, and the naive / paper_kernel / exact / direct Nx1 column copies) against "
+            "a reference: input (high precision), direct, exact (naive vs exact = double quantization error), rowwise "
+            "(exact / paper_kernel vs rowwise = SAT underflow tail)"));
+
+  const SatDiffReport& d = r.paper_vs_exact;
+  Table diff;
+  diff.name = "paper_vs_exact";
+  diff.description = "output tiles where the paper's SAT kernel and the exact SAT differ, with the cause of each code";
+  std::vector<std::int64_t> row_tile, col_block, group, r0, r1, c0, c1, count, below, sub, nanf, other;
+  std::vector<double> maxdiff;
+  for (const SatTileDiff& t : d.tiles_with_diffs) {
+    row_tile.push_back(std::int64_t(t.row_tile));
+    col_block.push_back(std::int64_t(t.col_block));
+    group.push_back(std::int64_t(t.group));
+    r0.push_back(std::int64_t(t.rows.begin));
+    r1.push_back(std::int64_t(t.rows.end));
+    c0.push_back(std::int64_t(t.cols.begin));
+    c1.push_back(std::int64_t(t.cols.end));
+    count.push_back(std::int64_t(t.count));
+    below.push_back(std::int64_t(t.below_normal));
+    sub.push_back(std::int64_t(t.input_subnormal_or_zero));
+    nanf.push_back(std::int64_t(t.nan_made_finite));
+    other.push_back(std::int64_t(t.other));
+    maxdiff.push_back(t.max_abs_diff);
+  }
+  diff.add("row_tile", "index", row_tile).add("col_block", "index", col_block).add("group", "index", group);
+  diff.add("rows_begin", "index", r0).add("rows_end", "index", r1).add("cols_begin", "index", c0).add("cols_end", "index", c1);
+  diff.add("count", "count", count).add("below_normal", "count", below).add("input_subnormal_or_zero", "count", sub);
+  diff.add("nan_made_finite", "count", nanf).add("other", "count", other).add("max_abs_diff", "value", maxdiff);
+  diff.attrs = {{"tiles", d.tiles},
+                {"tiles_differing", d.tiles_differing},
+                {"elements", d.elements},
+                {"elements_differing", d.elements_differing},
+                {"below_normal", d.below_normal},
+                {"input_subnormal_or_zero", d.input_subnormal_or_zero},
+                {"nan_made_finite", d.nan_made_finite},
+                {"other", d.other}};
+  rec.tables.push_back(std::move(diff));
+
+  for (const auto& cmp : r.comparisons)
+    if (cmp.reference == "input" && cmp.metrics.has_codes)
+      rec.histograms.push_back(histogram(fmt::format("ulp_{}_vs_input", cmp.method),
+                                         "code - best code under the tensor's own scale, in ULPs of the format", "ulp",
+                                         cmp.metrics.ulp_hist));
+
+  if (!r.tensors.empty()) {  // keep_tensors; r.tensors[0] is the rowwise tensor, [rows, cols] as the input
+    const QuantizedTensor& in = r.tensors.front().second;
+    rec.tensors.push_back({"x", "the high-precision input, float32 [rows, cols]", {in.rows, in.cols}, r.x});
+    for (const auto& [name, q] : r.tensors) {
+      const bool t = q.codes_transposed;
+      rec.tensors.push_back({name + "_codes", t ? "codes stored transposed [cols, rows]" : "codes [rows, cols]",
+                             t ? std::vector<std::size_t>{q.cols, q.rows} : std::vector<std::size_t>{q.rows, q.cols},
+                             q.codes});
+      rec.tensors.push_back({name + "_scale_inv", "COMPACT scale_inv grid [row tiles, col tiles]",
+                             {q.scale_rows, q.scale_cols}, q.scale_inv});
+    }
+  }
+  auto sqnr = [&](std::string_view m) {
+    for (const auto& cmp : r.comparisons)
+      if (cmp.method == m && cmp.reference == "input") return cmp.metrics.sqnr_db;
+    return 0.0;
+  };
+  rec.summary = fmt::format("sqnr_dB naive {:.2f} paper {:.2f} exact {:.2f} direct {:.2f}; paper!=exact {}",
+                            sqnr("naive"), sqnr("paper_kernel"), sqnr("exact"), sqnr("direct"), d.elements_differing);
+}
+
+RunRecord begin_run_record(const RunSpec& spec, const std::string& experiment, int threads) {
   RunRecord rec;
   rec.hash = spec.hash;
   rec.kind = spec.kind;
@@ -478,6 +484,12 @@ RunRecord execute_run(const RunSpec& spec, const std::string& experiment, int th
   rec.provenance = Provenance::of_this_build();
   rec.provenance.threads = threads;
   rec.provenance.start_time = iso8601_utc_now();
+  return rec;
+}
+
+RunRecord execute_run(const RunSpec& spec, const std::string& experiment, int threads,
+                      const std::function<void(double)>& on_progress) {
+  RunRecord rec = begin_run_record(spec, experiment, threads);
   if (spec.kind == "transpose_study") transpose_run(spec, threads, rec);
   else if (spec.kind == "gemm_accum_study") gemm_run(spec, threads, rec);
   else if (spec.kind == "moe_dataflows") moe_run(spec, threads, rec);

@@ -8,6 +8,7 @@
 
 #include "io/experiment.hpp"
 #include "io/results_store.hpp"
+#include "reference/studies.hpp"
 #include "reference/train.hpp"
 
 namespace fp8flow::io {
@@ -16,6 +17,13 @@ namespace fp8flow::io {
 // `on_progress(fraction)` (optional) is called as a long run advances (train: after every step).
 RunRecord execute_run(const RunSpec& spec, const std::string& experiment, int threads,
                       const std::function<void(double)>& on_progress = {});
+
+// A resolved `transpose_study` run: its study config, and the tables a result adds to the run's record
+// (execute_run uses both; `fp8flow transpose-study --out` records the study it has already computed).
+TransposeStudyConfig transpose_study_config(const RunSpec& spec, int threads);
+void add_transpose_study(const TransposeStudyResult& r, RunRecord& rec);
+// The record of `spec` before its study runs: identity, parameters, provenance with start time and threads.
+RunRecord begin_run_record(const RunSpec& spec, const std::string& experiment, int threads);
 
 // The training config of a resolved `train` run (io/experiment.cpp resolves the preset's values).
 train::TrainConfig train_config(const RunSpec& spec, int threads);

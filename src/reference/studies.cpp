@@ -6,6 +6,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdlib>
+#include <stdexcept>
 
 #include "io/errors.hpp"
 
@@ -40,27 +41,38 @@ long long fp32_ordinal(float f) {
 
 TransposeStudyResult transpose_study(const TransposeStudyConfig& c) {
   if (c.rows == 0 || c.cols == 0) throw InputError(fmt::format("transpose_study: empty shape [{}, {}]", c.rows, c.cols));
+  InputTensor in;
+  in.rows = c.rows;
+  in.cols = c.cols;
+  in.x = make_distribution(c.distribution, c.rows, c.cols, c.seed);
+  in.truth = to_double(in.x);
+  return transpose_study(c, in);
+}
+
+TransposeStudyResult transpose_study(const TransposeStudyConfig& c, const InputTensor& in) {
+  if (in.rows == 0 || in.cols == 0)
+    throw InputError(fmt::format("transpose_study: empty shape [{}, {}]", in.rows, in.cols));
   if (c.tile < 2) throw InputError(fmt::format("transpose_study: tile 1x{}: expected a width of at least 2", c.tile));
-  check_row_groups(c.groups, c.rows);
-  const std::vector<float> x = make_distribution(c.distribution, c.rows, c.cols, c.seed);
-  const std::vector<double> truth = to_double(x);
+  check_row_groups(c.groups, in.rows);
+  const std::vector<float>& x = in.x;
 
   TransposeStudyResult r;
   r.rowwise_recipe = QuantRecipe{Granularity{1, c.tile}, c.payload, ScaleRule::te_pow2};
   QuantParams p = default_params(ScaleRule::te_pow2);
   p.eps = c.eps;
+  p.input = in.dtype;
   check_recipe(r.rowwise_recipe, p);
-  const QuantizedTensor rowwise = quantize(x, c.rows, c.cols, r.rowwise_recipe, p, {}, c.threads);
+  const QuantizedTensor rowwise = quantize(x, in.rows, in.cols, r.rowwise_recipe, p, {}, c.threads);
   const QuantizedTensor naive = transpose_naive(rowwise, c.groups);
   const QuantizedTensor paper = transpose_paper_kernel(rowwise, c.groups, c.threads);
   const QuantizedTensor exact = transpose_exact(rowwise, c.groups, Rounding::rne, c.threads);
-  const QuantizedTensor direct = transpose_direct(x, c.rows, c.cols, c.tile, *c.payload, p, c.groups);
+  const QuantizedTensor direct = transpose_direct(x, in.rows, in.cols, c.tile, *c.payload, p, c.groups);
   const std::vector<double> dq_row = to_double(dequantize(rowwise)), dq_direct = to_double(dequantize(direct)),
                             dq_exact = to_double(dequantize(exact));
 
   const std::pair<const char*, const QuantizedTensor*> copies[] = {
       {"rowwise", &rowwise}, {"naive", &naive}, {"paper_kernel", &paper}, {"exact", &exact}, {"direct", &direct}};
-  for (const auto& [name, q] : copies) r.comparisons.push_back({name, "input", compare(truth, *q)});
+  for (const auto& [name, q] : copies) r.comparisons.push_back({name, "input", compare(in.truth, *q)});
   for (const auto& [name, q] : copies) r.comparisons.push_back({name, "direct", compare(dq_direct, *q)});
   r.comparisons.push_back({"naive", "exact", compare(dq_exact, naive)});        // double quantization
   r.comparisons.push_back({"exact", "rowwise", compare(dq_row, exact)});        // SAT underflow tail
@@ -71,6 +83,12 @@ TransposeStudyResult transpose_study(const TransposeStudyConfig& c) {
     for (const auto& [name, q] : copies) r.tensors.emplace_back(name, *q);
   }
   return r;
+}
+
+const Metrics& TransposeStudyResult::metrics(std::string_view method, std::string_view reference) const {
+  for (const StudyComparison& c : comparisons)
+    if (c.method == method && c.reference == reference) return c.metrics;
+  throw std::out_of_range(fmt::format("transpose_study: no comparison of {} against {}", method, reference));
 }
 
 // ---- gemm_accum_study ----------------------------------------------------------------------------

@@ -13,11 +13,13 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "formats/format_spec.hpp"
 #include "quant/distributions.hpp"
 #include "quant/metrics.hpp"
+#include "quant/quant_io.hpp"
 #include "quant/quantize.hpp"
 #include "quant/transpose.hpp"
 #include "reference/gemm.hpp"
@@ -46,18 +48,24 @@ struct StudyComparison {
 struct TransposeStudyResult {
   QuantRecipe rowwise_recipe;
   // methods x references: every copy (and the rowwise tensor) vs "input" and vs "direct"; then the error
-  // split: exact vs direct is the tile-scale cost, naive vs "exact" the double quantization, exact and
-  // paper_kernel vs "rowwise" the SAT underflow tail.
+  // split: exact vs direct is the tile-scale cost, naive vs "exact" the double quantization, naive vs
+  // direct the second rounding alone, exact and paper_kernel vs "rowwise" the SAT underflow tail.
   std::vector<StudyComparison> comparisons;
   SatDiffReport paper_vs_exact;
   // Only with keep_tensors: the input and the quantized tensors (rowwise, naive, paper_kernel, exact, direct).
   std::vector<float> x;
   std::vector<std::pair<std::string, QuantizedTensor>> tensors;
+  // The comparison of `method` against `reference` (std::out_of_range if the study has none).
+  const Metrics& metrics(std::string_view method, std::string_view reference) const;
 };
 inline constexpr const char* kTransposeStudyMethods[] = {"rowwise", "naive", "paper_kernel", "exact", "direct"};
 
 // Throws InputError for an unusable config (groups not summing to rows, tile < 2, ...).
 TransposeStudyResult transpose_study(const TransposeStudyConfig& c);
+// The same study of a given input (a user's .npy, say): `in.x` is quantized, `in.truth` is the reference of
+// the "input" rows (as precise as the source: a float64 file keeps its doubles), `in.dtype` the source type
+// the scale rule sees. The config's rows, cols, distribution and seed are not used.
+TransposeStudyResult transpose_study(const TransposeStudyConfig& c, const InputTensor& in);
 
 // ---- gemm_accum_study ----------------------------------------------------------------------------
 struct GemmAccumStudyConfig {
