@@ -83,9 +83,11 @@ struct LoadF32 {
 struct LoadBf16 {
   using Elem = std::uint16_t;
   const std::uint16_t* x;
+  // Whole 16-byte pieces go global -> shared by cp.async (no register staging: on the H100 +3.5 to +6.6
+  // points of copy bandwidth at the two smallest shapes, +1 at the large ones, one group; docs/gpu.md);
+  // pieces cut by the tensor's edge, or rows past the tile, are assembled in registers. All in flight at once.
   __device__ void load(Elem* sm, RowTile rt, std::size_t col0, std::size_t K, int t) const {
     const bool vec = K % 8 == 0;
-    // All eight 16-byte loads in flight at once.
 #pragma unroll
     for (int i = t; i < kSatTile * 16; i += kThreads) {  // 16 x 8 bf16 per row
       const int r = i >> 4, j = i & 15;
@@ -93,17 +95,20 @@ struct LoadBf16 {
       uint4 v = make_uint4(0, 0, 0, 0);
       if (std::uint32_t(r) < rt.row_count) {
         const std::uint16_t* src = x + (rt.row_begin + r) * K + c;
-        if (vec && c + 8 <= K) v = __ldg(reinterpret_cast<const uint4*>(src));
-        else {
-          std::uint16_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-          for (int b = 0; b < 8; ++b)
-            if (c + b < K) h[b] = src[b];
-          v = make_uint4(h[0] | std::uint32_t(h[1]) << 16, h[2] | std::uint32_t(h[3]) << 16,
-                         h[4] | std::uint32_t(h[5]) << 16, h[6] | std::uint32_t(h[7]) << 16);
+        if (vec && c + 8 <= K) {
+          const unsigned dst = unsigned(__cvta_generic_to_shared(sm + r * kSatTile + j * 8));
+          asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+          continue;
         }
+        std::uint16_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int b = 0; b < 8; ++b)
+          if (c + b < K) h[b] = src[b];
+        v = make_uint4(h[0] | std::uint32_t(h[1]) << 16, h[2] | std::uint32_t(h[3]) << 16,
+                       h[4] | std::uint32_t(h[5]) << 16, h[6] | std::uint32_t(h[7]) << 16);
       }
       *reinterpret_cast<uint4*>(sm + r * kSatTile + j * 8) = v;
     }
+    asm volatile("cp.async.wait_all;" ::: "memory");  // the caller's barrier then publishes the tile
   }
 };
 

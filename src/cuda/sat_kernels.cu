@@ -112,11 +112,17 @@ constexpr int kSatBlocksPerSm = 5;
 // several group tiles (groups need not be multiples of 128 rows); the block finds them, takes each tile's
 // T over all of the tile's rows (inside the window or not), and writes whole 128-byte output lines, so no
 // output line is shared by two blocks (partially written sectors cost a DRAM read each).
-template <SatMode kMode>
+// kAligned (every group tile is a whole window: one group, or groups of multiples of 128 rows; paper_kernel
+// and plain): the grid runs over the column blocks fastest and the codes go to shared memory by cp.async;
+// otherwise windows fastest and the codes pass through registers. Measured on the H100 (docs/gpu.md, fourth
+// slice): paper_kernel with aligned tiles +1 point of copy bandwidth at the small shapes and +2 at the large
+// ones; with unaligned 8 groups up to 3 points slower, and exact 3-5 points slower even when aligned.
+template <SatMode kMode, bool kAligned>
 __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
     sat_e4m3_1x128_kernel(const std::uint8_t* __restrict__ codes, const float* __restrict__ si, std::size_t M,
                           std::size_t K, const RowTile* __restrict__ tiles, std::uint32_t n_tiles,
-                          std::uint8_t* __restrict__ out, float* __restrict__ out_si, bool col_fast) {
+                          std::uint8_t* __restrict__ out, float* __restrict__ out_si) {
+  constexpr bool col_fast = kAligned, async = kAligned;
   __shared__ __align__(16) std::uint8_t tile[kSatTile][kSatTile];
   __shared__ std::uint8_t s_k[kSatTile];
   __shared__ bool s_zero[kSatTile];
@@ -136,6 +142,7 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
   // 1. The window's codes: all loads in flight before the scale work (they depend on nothing else).
   const bool vec_load = (K % 16 == 0);
   uint4 v[4];
+  unsigned in_smem = 0u;  // bit it: item it went straight to the tile (cp.async), at its step-4 place
 #pragma unroll
   for (int it = 0; it < 4; ++it) {
     const int i = t + kThreads * it, r = i >> 3, j = i & 7;
@@ -143,7 +150,11 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
     v[it] = make_uint4(0, 0, 0, 0);
     if (std::uint32_t(r) < wrows) {
       const std::uint8_t* src = codes + (W + r) * K + c;
-      if (vec_load && c + 16 <= K) {
+      if (async && vec_load && c + 16 <= K) {  // (unused v[it] then stays 0)
+        const unsigned dst = unsigned(__cvta_generic_to_shared(&tile[r][(j ^ ((r >> 4) & 7)) * 16]));
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+        in_smem |= 1u << it;
+      } else if (vec_load && c + 16 <= K) {
         v[it] = __ldg(reinterpret_cast<const uint4*>(src));
       } else {
         std::uint32_t w[4] = {0, 0, 0, 0};
@@ -233,6 +244,7 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
   }
 
   // 4. Rewrite, stage row-major.
+  if constexpr (async) asm volatile("cp.async.wait_all;" ::: "memory");  // this thread's own copies only
 #pragma unroll
   for (int it = 0; it < 4; ++it) {
     const int i = t + kThreads * it, r = i >> 3, j = i & 7;
@@ -244,7 +256,7 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
         zr = s_zero[r];
       }
     }
-    uint4 w = v[it];
+    uint4 w = (in_smem >> it) & 1u ? *reinterpret_cast<const uint4*>(&tile[r][(j ^ ((r >> 4) & 7)) * 16]) : v[it];
     w.x = transform_word<kMode>(w.x, k, zr, s_lut);
     w.y = transform_word<kMode>(w.y, k, zr, s_lut);
     w.z = transform_word<kMode>(w.z, k, zr, s_lut);
@@ -324,23 +336,24 @@ cudaError_t sat_transpose_e4m3_1x128(const std::uint8_t* d_codes, const float* d
                                      std::size_t cols, const RowTile* d_tiles, std::size_t n_tiles, SatMode mode,
                                      std::uint8_t* d_out_codes, float* d_out_si, cudaStream_t s, bool pdl) {
   if (n_tiles == 0 || cols == 0) return cudaSuccess;
-  // Windows fastest: on the H100 the column-blocks-fastest order was as fast with one group and up to 3 points
-  // slower with 8 groups (docs/gpu.md, fourth slice); the kernel keeps the switch for such comparisons.
-  constexpr bool col_fast = false;
   const unsigned nw = unsigned((rows + kSatTile - 1) / kSatTile), ncb = unsigned((cols + kSatTile - 1) / kSatTile);
-  const dim3 grid = col_fast ? dim3(ncb, nw) : dim3(nw, ncb);
+  // make_row_tiles' tiles: as many as windows exactly when every tile is a whole window.
+  const bool aligned = n_tiles == nw && mode != SatMode::exact;
+  const dim3 grid = aligned ? dim3(ncb, nw) : dim3(nw, ncb);
   const auto nt = std::uint32_t(n_tiles);
+  const auto go = [&](auto kernel) {
+    return launch_kernel(kernel, grid, dim3(kThreads), 0, s, pdl, d_codes, d_si, rows, cols, d_tiles, nt, d_out_codes,
+                         d_out_si);
+  };
   switch (mode) {
     case SatMode::plain:
-      return launch_kernel(sat_e4m3_1x128_kernel<SatMode::plain>, grid, dim3(kThreads), 0, s, pdl, d_codes, d_si,
-                           rows, cols, d_tiles, nt, d_out_codes, d_out_si, col_fast);
+      return aligned ? go(sat_e4m3_1x128_kernel<SatMode::plain, true>) : go(sat_e4m3_1x128_kernel<SatMode::plain, false>);
     case SatMode::paper_kernel:
-      return launch_kernel(sat_e4m3_1x128_kernel<SatMode::paper_kernel>, grid, dim3(kThreads), 0, s, pdl, d_codes,
-                           d_si, rows, cols, d_tiles, nt, d_out_codes, d_out_si, col_fast);
+      return aligned ? go(sat_e4m3_1x128_kernel<SatMode::paper_kernel, true>)
+                     : go(sat_e4m3_1x128_kernel<SatMode::paper_kernel, false>);
     case SatMode::exact:
       if (const cudaError_t e = ensure_exact_lut(s); e != cudaSuccess) return e;
-      return launch_kernel(sat_e4m3_1x128_kernel<SatMode::exact>, grid, dim3(kThreads), 0, s, pdl, d_codes, d_si,
-                           rows, cols, d_tiles, nt, d_out_codes, d_out_si, col_fast);
+      return go(sat_e4m3_1x128_kernel<SatMode::exact, false>);
   }
   return cudaErrorInvalidValue;  // not a SatMode
 }

@@ -29,8 +29,11 @@ const std::vector<Shape>& shapes() {
       {129, 200, {}},     {257, 1000, {}},   {256, 384, {}},    {1000, 384, {1, 127, 129, 300, 443}},
       {512, 1024, {48, 80, 16, 112, 64, 96, 32, 64}},            {300, 4096, {100, 37, 163}},
       {1024, 2048, {}},   {200, 256, {200}},
-      // More work items than the persistent quantize grid (2 blocks per SM), so each block loops and
-      // prefetches; unequal groups that are multiples of 16 (the released Megatron path's align).
+      // Groups of whole 128-row tiles: the SAT's aligned kernel (column blocks fastest, cp.async) with several
+      // groups, and a partial last column block.
+      {640, 1040, {128, 384, 128}},
+      // More blocks than fit on the GPU at once; unequal groups that are multiples of 16 (the released
+      // Megatron path's align).
       {2304, 4096, {160, 448, 256, 1440}},
   };
   return s;
