@@ -8,7 +8,10 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <limits>
+
+#include <nlohmann/json.hpp>
 
 #include "cli_runner.hpp"
 #include "io/npy.hpp"
@@ -140,6 +143,18 @@ TEST_CASE("dequantize and transpose CLI reject mismatched or unsuitable files", 
     CHECK(r.status == 1);
     CHECK_THAT(r.output, Catch::Contains("--out") && Catch::Contains("synthetic"));
     CHECK(!fs::exists(d / "s.h5"));
+  }
+  SECTION("the column copy's meta.json records how it was made: method, rounding, stochastic seed") {
+    const auto origin = [&](const char* opts) {
+      REQUIRE(fp8flow_cli(fmt::format("transpose '{}' '{}' {}", (d / "q").string(), (d / "t").string(), opts)).status ==
+              0);
+      std::ifstream f(fs::path(d / "t") += ".meta.json");
+      return nlohmann::json::parse(f).at("origin").get<std::string>();
+    };
+    CHECK(origin("--method paper_kernel") == "transpose:paper_kernel");
+    CHECK(origin("--method exact") == "transpose:exact");
+    CHECK(origin("--method exact --round rz") == "transpose:exact round=rz");
+    CHECK(origin("--method exact --round stochastic --seed 42") == "transpose:exact round=stochastic seed=42");
   }
   SECTION("a good transpose round trip: exact keeps the rowwise values") {
     REQUIRE(fp8flow_cli(fmt::format("transpose '{}' '{}' --method exact", (d / "q").string(), (d / "t").string()))

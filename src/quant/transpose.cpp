@@ -144,6 +144,15 @@ std::optional<SatShiftForm> sat_exact_shift_form(const FormatSpec& f, Rounding r
 
 namespace {
 
+// The origin recorded with a SAT column copy (PREFIX.meta.json): the method, and for exact a rounding other
+// than rne with the seed of a stochastic one, so the file says how to make it again.
+std::string sat_origin(TransposeMethod m, Rounding rounding, std::uint64_t seed) {
+  std::string o = fmt::format("transpose:{}", to_string(m));
+  if (m == TransposeMethod::exact && rounding != Rounding::rne) o += fmt::format(" round={}", to_string(rounding));
+  if (m == TransposeMethod::exact && rounding == Rounding::stochastic) o += fmt::format(" seed={}", seed);
+  return o;
+}
+
 QuantizedTensor sat_output(const QuantizedTensor& in, const std::vector<std::size_t>& groups, std::string origin) {
   QuantizedTensor out;
   out.rows = in.rows;
@@ -175,7 +184,7 @@ QuantizedTensor transpose_sat(const QuantizedTensor& in, const std::vector<std::
   check_sat_input(in, "transpose");
   if (m != TransposeMethod::paper_kernel && m != TransposeMethod::exact)
     throw std::invalid_argument("golden::transpose_sat: paper_kernel or exact");
-  QuantizedTensor out = sat_output(in, groups, fmt::format("transpose:{}", to_string(m)));
+  QuantizedTensor out = sat_output(in, groups, sat_origin(m, rounding, seed));
   const std::size_t N = std::size_t(in.recipe.tile.cols), R = in.rows, C = in.cols;
   const TileGrid g = out.grid();
   for (std::size_t ti = 0; ti < g.row_tiles.size(); ++ti) {
@@ -321,7 +330,7 @@ void transpose_sat_fast(const QuantizedTensor& in, const std::vector<std::size_t
   out.params = in.params;
   out.row_groups = groups;
   out.codes_transposed = true;
-  out.origin = fmt::format("transpose:{}", to_string(m));
+  out.origin = sat_origin(m, rounding, seed);
   const TileGrid g = out.grid();
   out.scale_rows = g.row_tiles.size();
   out.scale_cols = in.cols;
