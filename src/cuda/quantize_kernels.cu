@@ -172,9 +172,11 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Elem* sm = reinterpret_cast<Elem*>(smem_raw);
   __shared__ float s_cmax[4][kSatTile];
-  // Columnwise codes, [column][row], 16-byte chunks XOR-swizzled by column % 8 (conflict-free both ways);
-  // they reuse the tile's shared memory once every thread has read its elements.
+  // Columnwise codes, [column][row], 16-byte chunk k of a column at k ^ ((column >> kSwzShift) % 8), which is
+  // conflict-free for the column pass's stores and the row-line reads below; they reuse the tile's shared
+  // memory once every thread has read its elements.
   auto s_out = reinterpret_cast<std::uint8_t(*)[kSatTile]>(smem_raw);
+  constexpr int kSwzShift = kBf16 ? 1 : 0;  // bf16: a thread per column pair, so pairs get distinct chunks
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   pdl_start();
   const unsigned tile = col_fast ? blockIdx.y : blockIdx.x;
@@ -237,8 +239,6 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
   }
 
   if (col_codes) {  // 128x1 columnwise, stored transposed
-    // s_out[column] holds the column's 128 row codes as eight 16-byte chunks, chunk k at k ^ swz(column).
-    int swz_shift;
     if constexpr (kBf16) {
       // Thread t: the column pair pr = t % 64 (one 32-bit word of each row), rows 32q..32q+31, q = t / 64.
       // A warp reads 32 consecutive words of a row (no bank conflicts); the maxima run on packed pairs.
@@ -270,7 +270,7 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
                        __fmul_rn(bf16_hi(x3), sc[1]));
       }
       __syncthreads();  // every element read: the tile's memory becomes s_out
-      // swz = (column / 2) % 8: the eight lanes of a store phase (consecutive pr) hit eight different chunks.
+      // The eight lanes of a store phase (consecutive pr) hit eight different chunks.
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int c = 2 * pr + e;
@@ -279,9 +279,8 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
           *reinterpret_cast<uint4*>(&s_out[c][((2 * q + k) ^ (pr & 7)) * 16]) =
               make_uint4(w[e][4 * k], w[e][4 * k + 1], w[e][4 * k + 2], w[e][4 * k + 3]);
       }
-      swz_shift = 1;
     } else {
-      // Two threads per column (64 rows each), lanes on consecutive columns; swz = column % 8.
+      // Two threads per column (64 rows each), lanes on consecutive columns.
       const int c = t & (kSatTile - 1), h = t >> 7;
       const int rbeg = h * 64;
       float a = 0.0f;
@@ -310,7 +309,6 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
         *reinterpret_cast<uint4*>(&s_out[c][((r0 >> 4) ^ (c & 7)) * 16]) =
             make_uint4(w[ch][0], w[ch][1], w[ch][2], w[ch][3]);
       }
-      swz_shift = 0;
     }
     __syncthreads();
     // Eight threads per output row: each 128-byte row segment goes out as one line.
@@ -321,7 +319,7 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
       const std::size_t col = col0 + cc;
       const std::uint32_t r0 = std::uint32_t(j * 16);
       if (col >= K || r0 >= rt.row_count) continue;
-      const uint4 v = *reinterpret_cast<const uint4*>(&s_out[cc][(j ^ ((cc >> swz_shift) & 7)) * 16]);
+      const uint4 v = *reinterpret_cast<const uint4*>(&s_out[cc][(j ^ ((cc >> kSwzShift) & 7)) * 16]);
       std::uint8_t* dst = col_codes + col * M + rt.row_begin + r0;
       if (vec && r0 + 16 <= rt.row_count) {
         *reinterpret_cast<uint4*>(dst) = v;
@@ -426,7 +424,7 @@ template <bool kBf16, bool kBlock>
 __global__ void __launch_bounds__(kThreads, kBf16 ? 3 : 2) quant_e4m3_v2_kernel(
     const void* __restrict__ xin, std::size_t M, std::size_t K, const RowTile* __restrict__ tiles,
     std::uint32_t rule, float eps, std::uint8_t* __restrict__ a_codes, float* __restrict__ a_si,
-    std::uint8_t* __restrict__ b_codes, float* __restrict__ b_si, bool col_fast) {
+    std::uint8_t* __restrict__ b_codes, float* __restrict__ b_si) {
   // Column codes [column][row bytes]; 8-byte unit u of column c stored at unit u ^ ((c / 8) % 16).
   __shared__ __align__(16) std::uint8_t s_out[kSatTile * kSatTile];
   __shared__ std::uint32_t s_cmax[8][kSatTile];  // per warp: |x| bits max of its 16 rows, per column
@@ -434,10 +432,9 @@ __global__ void __launch_bounds__(kThreads, kBf16 ? 3 : 2) quant_e4m3_v2_kernel(
   __shared__ std::uint32_t s_wmax[8];
   const int t = threadIdx.x, lane = t & 31, w = t >> 5, h = lane >> 4, L = lane & 15;
   pdl_start();
-  const unsigned tile = col_fast ? blockIdx.y : blockIdx.x;
+  const unsigned tile = blockIdx.y;  // column blocks fastest, as v1 (1-2 points faster on the H100)
   const RowTile rt = tiles[tile];
-  const std::size_t cb = col_fast ? blockIdx.x : blockIdx.y, col0 = cb * kSatTile,
-                    scols = (K + kSatTile - 1) / kSatTile;
+  const std::size_t cb = blockIdx.x, col0 = cb * kSatTile, scols = (K + kSatTile - 1) / kSatTile;
   const int rbase = w * 16 + h * 8;
   const std::size_t c = col0 + std::size_t(L) * 8;
   constexpr int kW = TileRegs<kBf16>::kWords;
@@ -662,11 +659,9 @@ template <bool kBf16, bool kBlock>
 cudaError_t launch_v2(const void* x, std::size_t rows, std::size_t cols, const RowTile* tiles, std::size_t n_tiles,
                       QuantV2Params p, std::uint8_t* ac, float* as, std::uint8_t* bc, float* bs, cudaStream_t s,
                       bool pdl) {
-  constexpr bool col_fast = true;  // column blocks fastest, as v1 (1-2 points faster on the H100)
-  const unsigned ncb = unsigned((cols + kSatTile - 1) / kSatTile);
-  const dim3 grid = col_fast ? dim3(ncb, unsigned(n_tiles)) : dim3(unsigned(n_tiles), ncb);
+  const dim3 grid(unsigned((cols + kSatTile - 1) / kSatTile), unsigned(n_tiles));
   return launch_kernel(quant_e4m3_v2_kernel<kBf16, kBlock>, grid, dim3(kThreads), 0, s, pdl, x, rows, cols, tiles,
-                       std::uint32_t(p.rule), p.eps, ac, as, bc, bs, col_fast);
+                       std::uint32_t(p.rule), p.eps, ac, as, bc, bs);
 }
 
 __global__ void dequant_e4m3_1x128_kernel(const std::uint8_t* __restrict__ codes, const float* __restrict__ si,

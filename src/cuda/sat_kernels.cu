@@ -112,9 +112,11 @@ constexpr int kSatBlocksPerSm = 5;
 // several group tiles (groups need not be multiples of 128 rows); the block finds them, takes each tile's
 // T over all of the tile's rows (inside the window or not), and writes whole 128-byte output lines, so no
 // output line is shared by two blocks (partially written sectors cost a DRAM read each).
-// kAligned (every group tile is a whole window: one group, or groups of multiples of 128 rows; paper_kernel
-// and plain): the grid runs over the column blocks fastest and the codes go to shared memory by cp.async;
-// otherwise windows fastest and the codes pass through registers. Measured on the H100 (docs/gpu.md, fourth
+// kAligned (paper_kernel and plain, with as many tiles as windows: one group, or groups of multiples of 128
+// rows): the grid runs over the column blocks fastest and the codes go to shared memory by cp.async;
+// otherwise windows fastest and the codes pass through registers. Only speed depends on it: the windows
+// find their tiles either way (so a tiling such as 100 + 128 rows, as many tiles as windows but not
+// aligned, is still right). Measured on the H100 (docs/gpu.md, fourth
 // slice): paper_kernel with aligned tiles +1 point of copy bandwidth at the small shapes and +2 at the large
 // ones; with unaligned 8 groups up to 3 points slower, and exact 3-5 points slower even when aligned.
 template <SatMode kMode, bool kAligned>
@@ -337,7 +339,8 @@ cudaError_t sat_transpose_e4m3_1x128(const std::uint8_t* d_codes, const float* d
                                      std::uint8_t* d_out_codes, float* d_out_si, cudaStream_t s, bool pdl) {
   if (n_tiles == 0 || cols == 0) return cudaSuccess;
   const unsigned nw = unsigned((rows + kSatTile - 1) / kSatTile), ncb = unsigned((cols + kSatTile - 1) / kSatTile);
-  // make_row_tiles' tiles: as many as windows exactly when every tile is a whole window.
+  // As many tiles as windows: the tiles are the windows (one group, groups of multiples of 128) but for rare
+  // tilings such as 100 + 128 rows; the kernels are right for any tiling, only their speed differs.
   const bool aligned = n_tiles == nw && mode != SatMode::exact;
   const dim3 grid = aligned ? dim3(ncb, nw) : dim3(nw, ncb);
   const auto nt = std::uint32_t(n_tiles);

@@ -32,6 +32,8 @@ const std::vector<Shape>& shapes() {
       // Groups of whole 128-row tiles: the SAT's aligned kernel (column blocks fastest, cp.async) with several
       // groups, and a partial last column block.
       {640, 1040, {128, 384, 128}},
+      // As many tiles as windows without being the windows (the SAT's aligned kernel on straddling tiles).
+      {228, 256, {100, 128}},
       // More blocks than fit on the GPU at once; unequal groups that are multiples of 16 (the released
       // Megatron path's align).
       {2304, 4096, {160, 448, 256, 1440}},
