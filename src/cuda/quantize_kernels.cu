@@ -13,6 +13,7 @@
 #include <cfloat>
 #include <cstdint>
 
+#include "cuda/column_store.cuh"
 #include "cuda/launch_pdl.cuh"
 #include "cuda/quantize_kernels.hpp"
 #include "formats/convert.hpp"
@@ -320,13 +321,7 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
       const std::uint32_t r0 = std::uint32_t(j * 16);
       if (col >= K || r0 >= rt.row_count) continue;
       const uint4 v = *reinterpret_cast<const uint4*>(&s_out[cc][(j ^ ((cc >> kSwzShift) & 7)) * 16]);
-      std::uint8_t* dst = col_codes + col * M + rt.row_begin + r0;
-      if (vec && r0 + 16 <= rt.row_count) {
-        *reinterpret_cast<uint4*>(dst) = v;
-      } else {
-        const std::uint32_t wv[4] = {v.x, v.y, v.z, v.w};
-        for (std::uint32_t b = 0; b < 16 && r0 + b < rt.row_count; ++b) dst[b] = std::uint8_t(wv[b >> 2] >> (8 * (b & 3)));
-      }
+      store_codes16(col_codes + col * M + rt.row_begin + r0, v, rt.row_count - r0, vec);
     }
   }
 }
@@ -643,14 +638,7 @@ __global__ void __launch_bounds__(kThreads, kBf16 ? 3 : 2) quant_e4m3_v2_kernel(
       const int f = (cc >> 3) & 15;
       uint4 v = *reinterpret_cast<const uint4*>(&s_out[cc * kSatTile + ((2 * j) ^ (f & ~1)) * 8]);
       if (f & 1) v = make_uint4(v.z, v.w, v.x, v.y);
-      std::uint8_t* dst = b_codes + col * M + rt.row_begin + r0;
-      if (vec && r0 + 16 <= rt.row_count) {
-        *reinterpret_cast<uint4*>(dst) = v;
-      } else {
-        const std::uint32_t wv[4] = {v.x, v.y, v.z, v.w};
-        for (std::uint32_t b = 0; b < 16 && r0 + b < rt.row_count; ++b)
-          dst[b] = std::uint8_t(wv[b >> 2] >> (8 * (b & 3)));
-      }
+      store_codes16(b_codes + col * M + rt.row_begin + r0, v, rt.row_count - r0, vec);
     }
   }
 }

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <vector>
 
+#include "cuda/column_store.cuh"
 #include "cuda/launch_pdl.cuh"
 #include "cuda/sat_kernels.hpp"
 #include "formats/convert.hpp"
@@ -288,17 +289,11 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
     o[3][u] = __byte_perm(t2, t3, 0x7632);
   }
   const std::uint32_t r0 = std::uint32_t(rc * 16);
-  const bool vec_store = (M % 16 == 0) && r0 + 16 <= wrows;
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
     const std::size_t c = col0 + cg * 4 + q;
     if (c >= K || r0 >= wrows) continue;
-    std::uint8_t* dst = out + c * M + W + r0;
-    if (vec_store) {
-      *reinterpret_cast<uint4*>(dst) = make_uint4(o[q][0], o[q][1], o[q][2], o[q][3]);
-    } else {
-      for (std::uint32_t b = 0; b < 16 && r0 + b < wrows; ++b) dst[b] = std::uint8_t(o[q][b >> 2] >> (8 * (b & 3)));
-    }
+    store_codes16(out + c * M + W + r0, make_uint4(o[q][0], o[q][1], o[q][2], o[q][3]), wrows - r0, M % 16 == 0);
   }
 }
 
