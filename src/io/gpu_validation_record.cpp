@@ -44,6 +44,17 @@ struct OpAgg {
   std::int64_t cases = 0, failing = 0, elements = 0, compared = 0, mismatches = 0, violations = 0;
   double gpu_ms = 0, cpu_ms = 0;
   std::string first;
+  // One more case of this op; `first_failure` (made only when needed) describes it if it is the first to fail.
+  template <class FirstFailure>
+  void add_case(bool ok, std::size_t n_elements, std::size_t n_compared, std::size_t n_mismatches,
+                FirstFailure&& first_failure) {
+    ++cases;
+    failing += ok ? 0 : 1;
+    elements += std::int64_t(n_elements);
+    compared += std::int64_t(n_compared);
+    mismatches += std::int64_t(n_mismatches);
+    if (first.empty() && !ok) first = first_failure();
+  }
 };
 struct OpSums {
   std::map<std::string, OpAgg> agg;
@@ -146,14 +157,10 @@ RunRecord gpu_validation_record(const nlohmann::json& params, const std::vector<
       prt.add(i, v.op, v.input, p.what, p.compared, p.mismatches, p.first_mismatch);
     }
     OpAgg& a = sums.at(v.op);
-    ++a.cases;
-    a.failing += v.ok() ? 0 : 1;
-    a.elements += i64(v.rows * v.cols);
-    a.compared += i64(v.compared());
-    a.mismatches += i64(v.mismatches());
+    a.add_case(v.ok(), v.rows * v.cols, v.compared(), v.mismatches(),
+               [&] { return v.input + ": " + v.first_mismatch(); });
     a.gpu_ms += v.gpu_ms > 0 ? v.gpu_ms : 0.0;
     a.cpu_ms += v.cpu_ms > 0 ? v.cpu_ms : 0.0;
-    if (a.first.empty() && !v.ok()) a.first = v.input + ": " + v.first_mismatch();
     failing += v.ok() ? 0 : 1;
     total_elements += v.rows * v.cols;
     total_mism += v.mismatches();
@@ -247,16 +254,12 @@ RunRecord gemm_validation_record(const nlohmann::json& params, const std::string
     part("error bound", v.compared, v.bound_violations, v.first_violation);
 
     OpAgg& a = sums.at(v.op());
-    ++a.cases;
-    a.failing += v.ok() ? 0 : 1;
-    a.elements += i64(v.m * v.n);
-    a.compared += i64(v.compared);
-    a.mismatches += i64(mismatches);
+    a.add_case(v.ok(), v.m * v.n, v.compared, mismatches, [&] {
+      return !v.error.empty() ? "cuBLASLt error: " + v.error
+             : !v.bound_ok()  ? "error bound: " + v.first_violation
+                              : "output bits: " + v.first_mismatch;
+    });
     a.violations += i64(v.bound_violations);
-    if (a.first.empty() && !v.ok())
-      a.first = !v.error.empty() ? "cuBLASLt error: " + v.error
-                : !v.bound_ok() ? "error bound: " + v.first_violation
-                                : "output bits: " + v.first_mismatch;
     failing += v.ok() ? 0 : 1;
     total_compared += v.compared;
     total_exact += v.bit_exact;
