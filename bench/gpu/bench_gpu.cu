@@ -2,7 +2,8 @@
 // from bf16 (1x128+128x1 v1 and v2, 128x128+transposed, te_pow2 and paper_swiglu) at the paper's shapes
 // (PAPER.md 6), timed with CUDA events and reported as time and % of the device-to-device copy bandwidth
 // measured in the same run (bytes read + bytes written).
-// Usage: fp8flow-gpu-bench [--reps N] [--quick] [--timing steady|single-dirty|single-clean]
+// Usage: fp8flow-gpu-bench [--reps N] [--quick] [--shape M,K]... [--timing steady|single-dirty|single-clean]
+//   --shape (repeatable) replaces the paper's six shapes with the given ones; --quick is --shape 32768,7168.
 //
 // Timing (median of N repeats):
 //   steady (default)  S launches back to back on S distinct buffer sets (S x the bytes moved >= 2 GiB), after
@@ -157,10 +158,22 @@ int main(int argc, char** argv) {
   int reps = 20;
   bool quick = false;
   Timing timing = Timing::steady;
-  const char* usage = "usage: fp8flow-gpu-bench [--reps N] [--quick] [--timing steady|single-dirty|single-clean]\n";
+  const char* usage =
+      "usage: fp8flow-gpu-bench [--reps N] [--quick] [--shape M,K]... [--timing steady|single-dirty|single-clean]\n";
+  std::vector<std::pair<std::size_t, std::size_t>> user_shapes;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--shape") && i + 1 < argc) {
+      const char* f = argv[++i];
+      unsigned long long m = 0, k = 0;
+      char extra = 0;
+      if (std::sscanf(f, "%llu,%llu%c", &m, &k, &extra) != 2 || m == 0 || k == 0) {
+        std::fprintf(stderr, "fp8flow-gpu-bench: --shape must be M,K with M, K > 0, not '%s'\n%s", f, usage);
+        return 2;
+      }
+      user_shapes.emplace_back(std::size_t(m), std::size_t(k));
+    }
     else if (!std::strcmp(argv[i], "--timing") && i + 1 < argc) {
       const char* f = argv[++i];
       if (!std::strcmp(f, "steady")) timing = Timing::steady;
@@ -212,6 +225,7 @@ int main(int argc, char** argv) {
   std::vector<std::pair<std::size_t, std::size_t>> shapes = {{28672, 1280}, {24576, 2048}, {24576, 5120},
                                                              {32768, 7168}, {32768, 8192}, {32768, 9216}};
   if (quick) shapes = {{32768, 7168}};
+  if (!user_shapes.empty()) shapes = user_shapes;
   std::vector<Row> rows;
   bool mismatch = false;
   for (const auto& [M, K] : shapes) {

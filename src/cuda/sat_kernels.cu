@@ -117,15 +117,20 @@ constexpr int kSatBlocksPerSm = 5;
 // rows): the grid runs over the column blocks fastest and the codes go to shared memory by cp.async;
 // otherwise windows fastest and the codes pass through registers. Only speed depends on it: the windows
 // find their tiles either way (so a tiling such as 100 + 128 rows, as many tiles as windows but not
-// aligned, is still right). Measured on the H100 (docs/gpu.md, fourth
-// slice): paper_kernel with aligned tiles +1 point of copy bandwidth at the small shapes and +2 at the large
-// ones; with unaligned 8 groups up to 3 points slower, and exact 3-5 points slower even when aligned.
+// aligned, is still right). Measured on the H100 (docs/gpu.md, fourth slice): paper_kernel with aligned
+// tiles +1 point of copy bandwidth at the small shapes and +2 at the large ones; with unaligned 8 groups up
+// to 3 points slower, and exact 3-5 points slower even when aligned.
+// Aligned paper_kernel and plain rewrite each word as step 5 reads it for the transpose (one shared-memory
+// pass and one barrier fewer: +0.4 to +0.6 points at the two smallest shapes, docs/gpu.md fifth slice); the
+// others keep the rewrite pass of step 4 (exact's table lookups fill its register budget; with unaligned
+// groups the fused form measured no better).
 template <SatMode kMode, bool kAligned>
 __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
     sat_e4m3_1x128_kernel(const std::uint8_t* __restrict__ codes, const float* __restrict__ si, std::size_t M,
                           std::size_t K, const RowTile* __restrict__ tiles, std::uint32_t n_tiles,
                           std::uint8_t* __restrict__ out, float* __restrict__ out_si) {
   constexpr bool col_fast = kAligned, async = kAligned;
+  constexpr bool kFusedRewrite = kAligned && kMode != SatMode::exact;  // the rewrite happens in step 5
   __shared__ __align__(16) std::uint8_t tile[kSatTile][kSatTile];
   __shared__ std::uint8_t s_k[kSatTile];
   __shared__ bool s_zero[kSatTile];
@@ -167,6 +172,16 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
       }
     }
   }
+  // kFusedRewrite: the codes go to the tile as they are (the cp.async'd ones are there once waited for),
+  // published by the barrier that ends the scale work.
+  const auto stage_raw = [&] {
+    if constexpr (async) asm volatile("cp.async.wait_all;" ::: "memory");  // this thread's own copies only
+#pragma unroll
+    for (int it = 0; it < 4; ++it) {
+      const int i = t + kThreads * it, r = i >> 3, j = i & 7;
+      if (!((in_smem >> it) & 1u)) *reinterpret_cast<uint4*>(&tile[r][(j ^ ((r >> 4) & 7)) * 16]) = v[it];
+    }
+  };
 
   if constexpr (kMode == SatMode::exact) {
     for (int i = t; i < kLutBytes / 16; i += kThreads)
@@ -243,40 +258,53 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
         }
       }
     }
+    if constexpr (kFusedRewrite) stage_raw();
+    __syncthreads();
+  } else if constexpr (kFusedRewrite) {
+    stage_raw();
     __syncthreads();
   }
 
-  // 4. Rewrite, stage row-major.
-  if constexpr (async) asm volatile("cp.async.wait_all;" ::: "memory");  // this thread's own copies only
+  // 4. (unaligned, exact) Rewrite, stage row-major.
+  if constexpr (!kFusedRewrite) {
+    if constexpr (async) asm volatile("cp.async.wait_all;" ::: "memory");  // this thread's own copies only
 #pragma unroll
-  for (int it = 0; it < 4; ++it) {
-    const int i = t + kThreads * it, r = i >> 3, j = i & 7;
-    std::uint32_t k = 0;
-    bool zr = false;
-    if constexpr (kMode != SatMode::plain) {
-      if (std::uint32_t(r) < wrows) {
-        k = s_k[r];
-        zr = s_zero[r];
+    for (int it = 0; it < 4; ++it) {
+      const int i = t + kThreads * it, r = i >> 3, j = i & 7;
+      std::uint32_t k = 0;
+      bool zr = false;
+      if constexpr (kMode != SatMode::plain) {
+        if (std::uint32_t(r) < wrows) {
+          k = s_k[r];
+          zr = s_zero[r];
+        }
       }
+      uint4 w = (in_smem >> it) & 1u ? *reinterpret_cast<const uint4*>(&tile[r][(j ^ ((r >> 4) & 7)) * 16]) : v[it];
+      w.x = transform_word<kMode>(w.x, k, zr, s_lut);
+      w.y = transform_word<kMode>(w.y, k, zr, s_lut);
+      w.z = transform_word<kMode>(w.z, k, zr, s_lut);
+      w.w = transform_word<kMode>(w.w, k, zr, s_lut);
+      *reinterpret_cast<uint4*>(&tile[r][(j ^ ((r >> 4) & 7)) * 16]) = w;  // swizzle: see step 5
     }
-    uint4 w = (in_smem >> it) & 1u ? *reinterpret_cast<const uint4*>(&tile[r][(j ^ ((r >> 4) & 7)) * 16]) : v[it];
-    w.x = transform_word<kMode>(w.x, k, zr, s_lut);
-    w.y = transform_word<kMode>(w.y, k, zr, s_lut);
-    w.z = transform_word<kMode>(w.z, k, zr, s_lut);
-    w.w = transform_word<kMode>(w.w, k, zr, s_lut);
-    *reinterpret_cast<uint4*>(&tile[r][(j ^ ((r >> 4) & 7)) * 16]) = w;  // swizzle: see step 5
+    __syncthreads();
   }
-  __syncthreads();
 
-  // 5. Transpose 16 rows x 4 columns per thread, 4 output rows x 16 bytes out. Eight lanes share a column
-  // group, so each output row's 128 bytes go out as one full line per warp store. Their reads sit 16 rows
-  // apart (same bank unswizzled); the 16-byte chunk index is XORed with (row / 16) % 8 in step 4, which puts
-  // the warp's 32 words in 32 banks.
+  // 5. Transpose 16 rows x 4 columns per thread (paper_kernel: each word rewritten for its row's k as it is
+  // read), 4 output rows x 16 bytes out. Eight lanes share a column group, so each output row's 128 bytes
+  // go out as one full line per warp store. Their reads sit 16 rows apart (same bank unswizzled); the
+  // 16-byte chunk index is XORed with (row / 16) % 8 where the tile is written, which puts the warp's 32
+  // words in 32 banks.
   const int rc = t & 7, cg = (t >> 5) * 4 + ((t >> 3) & 3);
   const int wsw = cg ^ (rc * 4);  // swizzled word index (chunk j = cg / 4 XOR rc)
   std::uint32_t w[16];
 #pragma unroll
-  for (int i = 0; i < 16; ++i) w[i] = *reinterpret_cast<const std::uint32_t*>(&tile[rc * 16 + i][wsw * 4]);
+  for (int i = 0; i < 16; ++i) {
+    w[i] = *reinterpret_cast<const std::uint32_t*>(&tile[rc * 16 + i][wsw * 4]);
+    if constexpr (kFusedRewrite && kMode != SatMode::plain) {
+      const int r = rc * 16 + i;
+      w[i] = transform_word<kMode>(w[i], std::uint32_t(r) < wrows ? s_k[r] : 0u, false, s_lut);
+    }
+  }
   std::uint32_t o[4][4];  // [output row q][word u]
 #pragma unroll
   for (int u = 0; u < 4; ++u) {
