@@ -5,7 +5,7 @@
 #   OUT_DIR/kernels_check.txt  bit-exactness (transpose, quantize v1/v2, paper_swiglu edges, dequantize,
 #                              quantize -> SAT chains with programmatic dependent launch),
 #                              validate --gpu --op transpose with unequal groups, compute-sanitizer memcheck and
-#                              racecheck on the transposes and the v2 quantize
+#                              racecheck on the transposes (unequal groups and one group) and the quantize kernels
 #   OUT_DIR/kernels_bench.txt  fp8flow-gpu-bench (copy bandwidth, SAT 1 and 8 groups, transposes, quantize)
 # Budget: <= 240 s on an H100 (each step has its own timeout). Exit status non-zero if any step failed.
 set -uo pipefail
@@ -31,6 +31,9 @@ rc=0
     "$B/run" fp8flow validate --gpu --op all --dist adversarial --shape 1000,4096 --groups 100,237,663 --seed 5
   sanitize memcheck 60 fp8flow validate --gpu --op transpose --dist adversarial --shape 700,520 --groups 1,127,129,443
   sanitize racecheck 60 fp8flow validate --gpu --op transpose --dist adversarial --shape 700,520 --groups 1,127,129,443
+  # one group: the aligned SAT path (cp.async, rewrite fused into the transpose)
+  sanitize memcheck 60 fp8flow validate --gpu --op transpose --dist adversarial --shape 700,520
+  sanitize racecheck 60 fp8flow validate --gpu --op transpose --dist adversarial --shape 700,520
   sanitize memcheck 60 fp8flow-gpu-tests quantize_v2_bitexact_small
   sanitize racecheck 90 fp8flow validate --gpu --op quantize --dist adversarial --shape 2304,2048 --groups 160,448,256,1440
   echo "== check_kernels.sh exit status $rc"
