@@ -437,14 +437,7 @@ void add_transpose_study(const TransposeStudyResult& r, RunRecord& rec) {
   diff.add("rows_begin", "index", r0).add("rows_end", "index", r1).add("cols_begin", "index", c0).add("cols_end", "index", c1);
   diff.add("count", "count", count).add("below_normal", "count", below).add("input_subnormal_or_zero", "count", sub);
   diff.add("nan_made_finite", "count", nanf).add("other", "count", other).add("max_abs_diff", "value", maxdiff);
-  diff.attrs = {{"tiles", d.tiles},
-                {"tiles_differing", d.tiles_differing},
-                {"elements", d.elements},
-                {"elements_differing", d.elements_differing},
-                {"below_normal", d.below_normal},
-                {"input_subnormal_or_zero", d.input_subnormal_or_zero},
-                {"nan_made_finite", d.nan_made_finite},
-                {"other", d.other}};
+  diff.attrs = summary_json(d);
   rec.tables.push_back(std::move(diff));
 
   for (const auto& cmp : r.comparisons)

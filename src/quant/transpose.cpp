@@ -505,6 +505,17 @@ SatDiffReport compare_paper_exact(const QuantizedTensor& in, const QuantizedTens
   return rep;
 }
 
+nlohmann::json summary_json(const SatDiffReport& r) {
+  return {{"tiles", r.tiles},
+          {"tiles_differing", r.tiles_differing},
+          {"elements", r.elements},
+          {"elements_differing", r.elements_differing},
+          {"below_normal", r.below_normal},
+          {"input_subnormal_or_zero", r.input_subnormal_or_zero},
+          {"nan_made_finite", r.nan_made_finite},
+          {"other", r.other}};
+}
+
 nlohmann::json to_json(const SatDiffReport& r, std::size_t max_tiles) {
   nlohmann::json tiles = nlohmann::json::array();
   for (std::size_t i = 0; i < r.tiles_with_diffs.size() && i < max_tiles; ++i) {
@@ -524,16 +535,10 @@ nlohmann::json to_json(const SatDiffReport& r, std::size_t max_tiles) {
                      {"diff_cols_first16", d.diff_cols},
                      {"max_abs_diff", d.max_abs_diff}});
   }
-  return {{"tiles", r.tiles},
-          {"tiles_differing", r.tiles_differing},
-          {"elements", r.elements},
-          {"elements_differing", r.elements_differing},
-          {"below_normal", r.below_normal},
-          {"input_subnormal_or_zero", r.input_subnormal_or_zero},
-          {"nan_made_finite", r.nan_made_finite},
-          {"other", r.other},
-          {"tiles_listed", tiles.size()},
-          {"per_tile", tiles}};
+  nlohmann::json j = summary_json(r);
+  j["tiles_listed"] = tiles.size();
+  j["per_tile"] = std::move(tiles);
+  return j;
 }
 
 std::string to_text(const SatDiffReport& r, std::size_t max_tiles) {

@@ -108,6 +108,9 @@ struct SatDiffReport {
 };
 SatDiffReport compare_paper_exact(const QuantizedTensor& rowwise, const QuantizedTensor& paper,
                                   const QuantizedTensor& exact);
+// The report's totals (tiles, elements, and the differing ones by cause): the JSON report's top level and the
+// results store's diff-table attributes.
+nlohmann::json summary_json(const SatDiffReport& r);
 nlohmann::json to_json(const SatDiffReport& r, std::size_t max_tiles);
 std::string to_text(const SatDiffReport& r, std::size_t max_tiles);
 
