@@ -253,6 +253,7 @@ int main(int argc, char** argv) {
     for (int ng : {1, 8}) {
       const std::vector<std::size_t> groups = ng == 1 ? std::vector<std::size_t>{} : eight_groups(M);
       const std::vector<RowTile> tiles = make_row_tiles(M, groups);
+      const GroupBounds bounds = group_bounds(M, groups);
       if (tiles.size() > max_tiles) {
         std::fprintf(stderr, "fp8flow-gpu-bench: %zu row tiles > %zu\n", tiles.size(), max_tiles);
         return 1;
@@ -267,7 +268,7 @@ int main(int argc, char** argv) {
       const auto sat = [&](SatMode mode, bool pdl) {
         return timer.median_ms(S, [&](int i) {
           return sat_transpose_e4m3_1x128(codes + i * n, si + i * ns, M, K, d_tiles, nt, mode, out + i * n,
-                                          osi + i * nos, 0, pdl);
+                                          osi + i * nos, 0, pdl, &bounds);
         });
       };
       rows.push_back({"sat_e4m3_1x128_paper_kernel", M, K, ng, sat(SatMode::paper_kernel, false), sat_bytes});

@@ -5,7 +5,8 @@
 #   OUT_DIR/kernels_check.txt  bit-exactness (transpose, quantize v1/v2, paper_swiglu edges, dequantize,
 #                              quantize -> SAT chains with programmatic dependent launch),
 #                              validate --gpu --op transpose with unequal groups, compute-sanitizer memcheck and
-#                              racecheck on the transposes (unequal groups and one group) and the quantize kernels
+#                              racecheck on the transposes (4 unequal groups: window tiles from the group
+#                              bounds; 18 groups: from the tile list; one group) and the quantize kernels
 #   OUT_DIR/kernels_bench.txt  fp8flow-gpu-bench (copy bandwidth, SAT 1 and 8 groups, transposes, quantize)
 # Budget: <= 240 s on an H100 (each step has its own timeout). Exit status non-zero if any step failed.
 set -uo pipefail
@@ -31,6 +32,11 @@ rc=0
     "$B/run" fp8flow validate --gpu --op all --dist adversarial --shape 1000,4096 --groups 100,237,663 --seed 5
   sanitize memcheck 60 fp8flow validate --gpu --op transpose --dist adversarial --shape 700,520 --groups 1,127,129,443
   sanitize racecheck 60 fp8flow validate --gpu --op transpose --dist adversarial --shape 700,520 --groups 1,127,129,443
+  # 18 groups: more than the SAT takes by their bounds, so the windows scan the device tile list
+  sanitize memcheck 60 fp8flow validate --gpu --op transpose --dist adversarial --shape 2100,256 \
+    --groups 1,15,16,100,28,300,64,64,129,127,256,3,5,400,80,112,200,200
+  sanitize racecheck 60 fp8flow validate --gpu --op transpose --dist adversarial --shape 2100,256 \
+    --groups 1,15,16,100,28,300,64,64,129,127,256,3,5,400,80,112,200,200
   # one group: the aligned SAT path (cp.async, rewrite fused into the transpose)
   sanitize memcheck 60 fp8flow validate --gpu --op transpose --dist adversarial --shape 700,520
   sanitize racecheck 60 fp8flow validate --gpu --op transpose --dist adversarial --shape 700,520

@@ -288,6 +288,7 @@ GpuValidation validate_transpose_gpu(const QuantizedTensor& in, const std::vecto
     case TransposeMethod::direct: throw std::invalid_argument("validate_transpose_gpu: direct has no GPU kernel here");
   }
   const std::vector<RowTile> tiles = make_row_tiles(rows, groups);
+  const GroupBounds bounds = group_bounds(rows, groups);
   DeviceArray<RowTile> d_tiles(tiles);
   DeviceArray<std::uint8_t> d_in(in.codes), d_out(rows * cols);
   DeviceArray<float> d_si(in.scale_inv), d_osi(tiles.size() * cols);
@@ -298,7 +299,7 @@ GpuValidation validate_transpose_gpu(const QuantizedTensor& in, const std::vecto
   else
     check(sat_transpose_e4m3_1x128(d_in.p, d_si.p, rows, cols, d_tiles.p, tiles.size(),
                                    m == TransposeMethod::exact ? SatMode::exact : SatMode::paper_kernel, d_out.p,
-                                   d_osi.p),
+                                   d_osi.p, 0, false, &bounds),
           "sat launch");
   check(cudaDeviceSynchronize(), "transpose");
   const auto in_hex = [&](std::size_t r, std::size_t c) {
@@ -331,6 +332,7 @@ GpuValidation validate_dequantize_gpu(const QuantizedTensor& in) {
 PdlChainCheck check_pdl_chain(std::size_t rows, std::size_t cols, const std::vector<std::size_t>& groups, int rounds,
                               std::uint64_t seed) {
   const std::vector<RowTile> tiles = make_row_tiles(rows, groups);
+  const GroupBounds bounds = group_bounds(rows, groups);
   const std::size_t n = rows * cols, scols = (cols + kSatTile - 1) / kSatTile, nt = tiles.size();
   const auto R = std::size_t(rounds);
   std::vector<std::uint16_t> xs(R * n);
@@ -352,7 +354,7 @@ PdlChainCheck check_pdl_chain(std::size_t rows, std::size_t cols, const std::vec
                                       TeQuantParams{true, 0.0f}, rc.p, rs.p, cc.p, cs.p, st, pdl),
             "quantize launch");
       check(sat_transpose_e4m3_1x128(rc.p, rs.p, rows, cols, d_tiles.p, nt, SatMode::paper_kernel, out.p + r * n,
-                                     osi.p + r * nt * cols, st, pdl),
+                                     osi.p + r * nt * cols, st, pdl, &bounds),
             "SAT launch");
     }
     check(cudaStreamSynchronize(st), "chain");

@@ -1,6 +1,7 @@
 // Scaling-aware transpose kernels (see sat_kernels.hpp). One 256-thread block per 128-row window of the
 // global row grid and 128-column block:
-//   1. 16-byte loads of the window's codes go out first (exact: and its shift table, copied to shared memory);
+//   1. 16-byte loads of the window's codes go out first (exact: and its shift table, copied to shared memory;
+//      with the group bounds given, the scales of every row of the window's tiles go out before them);
 //   2. the group tiles overlapping the window are found; a warp per tile takes T = max of the tile's row
 //      scales (its rows outside the window too) and each of its rows' shift k; the block holding a tile's
 //      first row writes the tile's column scales;
@@ -109,28 +110,42 @@ constexpr int kMaxSegments = kSatTile;  // tiles overlapping one 128-row window:
 // best for every mode by 0.5-5% over 4 and 6 (6 spills exact's registers).
 constexpr int kSatBlocksPerSm = 5;
 
+// bounds.begin[g] for a runtime g (a lane's group) by constant-index selects: the parameter array stays in
+// the constant bank instead of a local-memory copy.
+__device__ __forceinline__ std::uint32_t bound_at(const GroupBounds& bounds, std::uint32_t g) {
+  std::uint32_t b = 0;
+#pragma unroll
+  for (int i = 0; i <= kMaxBoundGroups; ++i) b = std::uint32_t(i) == g ? bounds.begin[i] : b;
+  return b;
+}
+
 // One block per (128-row window of the GLOBAL row grid, 128-column block). A window may hold pieces of
 // several group tiles (groups need not be multiples of 128 rows); the block finds them, takes each tile's
 // T over all of the tile's rows (inside the window or not), and writes whole 128-byte output lines, so no
 // output line is shared by two blocks (partially written sectors cost a DRAM read each).
-// kAligned (paper_kernel and plain, with as many tiles as windows: one group, or groups of multiples of 128
-// rows): the grid runs over the column blocks fastest and the codes go to shared memory by cp.async;
-// otherwise windows fastest and the codes pass through registers. Only speed depends on it: the windows
-// find their tiles either way (so a tiling such as 100 + 128 rows, as many tiles as windows but not
-// aligned, is still right). Measured on the H100 (docs/gpu.md, fourth slice): paper_kernel with aligned
-// tiles +1 point of copy bandwidth at the small shapes and +2 at the large ones; with unaligned 8 groups up
-// to 3 points slower, and exact 3-5 points slower even when aligned.
-// Aligned paper_kernel and plain rewrite each word as step 5 reads it for the transpose (one shared-memory
-// pass and one barrier fewer: +0.4 to +0.6 points at the two smallest shapes, docs/gpu.md fifth slice); the
-// others keep the rewrite pass of step 4 (exact's table lookups fill its register budget; with unaligned
-// groups the fused form measured no better).
-template <SatMode kMode, bool kAligned>
+// kAsync (paper_kernel and plain where the tiles are the windows -- one group, or groups of multiples of
+// 128 rows -- and paper_kernel with kBounds): the grid runs over the column blocks fastest and the codes
+// go to shared memory by cp.async; otherwise windows fastest and the codes pass through registers. Only
+// speed depends on it: the windows find their tiles either way (so a tiling such as 100 + 128 rows, as many
+// tiles as windows but not aligned, is still right). Measured on the H100 (docs/gpu.md, fourth slice):
+// paper_kernel with aligned tiles +1 point of copy bandwidth at the small shapes and +2 at the large ones;
+// exact 3-5 points slower even when aligned.
+// kAsync paper_kernel and plain rewrite each word as step 5 reads it for the transpose (one shared-memory
+// pass and one barrier fewer: +0.4 to +0.6 points at the two smallest shapes, docs/gpu.md fifth slice);
+// exact keeps the rewrite pass of step 4 (its table lookups fill its register budget).
+// kBounds (paper_kernel, tiles that are not the windows, at most kMaxBoundGroups groups): the window's
+// tiles come from the group bounds in the parameters instead of a scan of the tile list, and the scales of
+// every row they cover are loaded first, so no load waits for another (with the tile list, the scales of
+// tile rows outside the window wait for the scan). On the H100 with 8 unequal groups: +4 points at
+// (28672,1280) and +3 at (24576,2048) (docs/gpu.md, sixth slice).
+template <SatMode kMode, bool kAsync, bool kBounds>
 __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
     sat_e4m3_1x128_kernel(const std::uint8_t* __restrict__ codes, const float* __restrict__ si, std::size_t M,
                           std::size_t K, const RowTile* __restrict__ tiles, std::uint32_t n_tiles,
-                          std::uint8_t* __restrict__ out, float* __restrict__ out_si) {
-  constexpr bool col_fast = kAligned, async = kAligned;
-  constexpr bool kFusedRewrite = kAligned && kMode != SatMode::exact;  // the rewrite happens in step 5
+                          std::uint8_t* __restrict__ out, float* __restrict__ out_si, const GroupBounds bounds) {
+  static_assert(!kBounds || (kAsync && kMode == SatMode::paper_kernel));
+  constexpr bool col_fast = kAsync, async = kAsync;
+  constexpr bool kFusedRewrite = kAsync && kMode != SatMode::exact;  // the rewrite happens in step 5
   __shared__ __align__(16) std::uint8_t tile[kSatTile][kSatTile];
   __shared__ std::uint8_t s_k[kSatTile];
   __shared__ bool s_zero[kSatTile];
@@ -146,6 +161,40 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
   const std::uint32_t wrows = std::uint32_t(M - W < std::size_t(kSatTile) ? M - W : kSatTile);
   const std::size_t cb = col_fast ? blockIdx.x : blockIdx.y, col0 = cb * kSatTile;
   const std::size_t scols = (K + kSatTile - 1) / kSatTile;
+
+  // 0. kBounds: the first tile overlapping the window starts at pre0 <= W and the last one ends at post1 >=
+  // W + wrows; the group boundaries in the parameters give both (begin is non-decreasing and padded with M:
+  // the group holding row x starts at the largest begin <= x and ends at the smallest begin > x). The
+  // scales of all their rows, inside the window and out, go to shared memory by 4-byte cp.async (commit
+  // group 0) before anything else: no load waits for another, and none holds a register.
+  __shared__ float s_pre[kBounds ? kSatTile : 1], s_post[kBounds ? kSatTile : 1];
+  if constexpr (kBounds) {
+    const std::uint32_t w0 = std::uint32_t(W), w1 = std::uint32_t(W) + wrows - 1;
+    std::uint32_t b0 = 0, b1 = 0, e1 = std::uint32_t(M);
+#pragma unroll
+    for (int i = 0; i <= kMaxBoundGroups; ++i) {
+      const std::uint32_t bi = bounds.begin[i];
+      if (bi <= w0) b0 = bi;
+      if (bi <= w1) b1 = bi;
+      if (bi > w1 && bi < e1) e1 = bi;
+    }
+    const std::uint32_t pre0 = b0 + (w0 - b0) / kSatTile * kSatTile;
+    const std::uint32_t t1 = b1 + (w1 - b1) / kSatTile * kSatTile + kSatTile;  // end of w1's tile, if whole
+    const std::uint32_t npre = w0 - pre0, npost = (t1 < e1 ? t1 : e1) - (w1 + 1);
+    const auto cp4 = [&](float* dst, std::uint32_t row) {
+      const unsigned d = unsigned(__cvta_generic_to_shared(dst));
+      asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(si + std::size_t(row) * scols + cb)
+                   : "memory");
+    };
+    if (t < kSatTile) {
+      if (std::uint32_t(t) < wrows) cp4(&s_si[t], w0 + std::uint32_t(t));
+      else s_si[t] = 0.0f;
+      if (std::uint32_t(t) < npost) cp4(&s_post[t], w1 + 1 + std::uint32_t(t));
+    } else if (std::uint32_t(t - kSatTile) < npre) {
+      cp4(&s_pre[t - kSatTile], pre0 + std::uint32_t(t - kSatTile));
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+  }
 
   // 1. The window's codes: all loads in flight before the scale work (they depend on nothing else).
   const bool vec_load = (K % 16 == 0);
@@ -172,6 +221,7 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
       }
     }
   }
+  if constexpr (kBounds) asm volatile("cp.async.commit_group;" ::: "memory");  // the codes: group 1
   // kFusedRewrite: the codes go to the tile as they are (the cp.async'd ones are there once waited for),
   // published by the barrier that ends the scale work.
   const auto stage_raw = [&] {
@@ -193,14 +243,44 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
     // window (one group, or 128-aligned groups) this leaves a single dependent load before the shifts.
     // (Not for exact, whose table and lookups already fill the register budget: this spilled it.)
     constexpr bool kOwnScales = kMode == SatMode::paper_kernel;
-    if (kOwnScales && t >= 32 && t < 32 + kSatTile) {
+    if (!kBounds && kOwnScales && t >= 32 && t < 32 + kSatTile) {
       const std::uint32_t r = std::uint32_t(t - 32);
       s_si[r] = r < wrows ? si[(W + r) * scols + cb] : 0.0f;
     }
-    // 2. The tiles overlapping [W, W + wrows), found by warp 0. make_row_tiles' tiles are sorted and cover
-    // the rows contiguously with <= 128 rows each, so at least win of them start before W and the
-    // first overlapping one has index >= win - 1; the scan stops at the first tile past the window.
-    if (t < 32) {
+    // 2. The tiles overlapping [W, W + wrows), found by warp 0.
+    if constexpr (kBounds) {
+      // Lane g: group g's tiles overlapping the window, placed after the lower lanes' (exclusive scans over
+      // the lanes of the tile counts and of the overlapping tiles); no load.
+      if (t < 32) {
+        const std::uint32_t g = std::uint32_t(t);
+        const std::uint32_t gb = bound_at(bounds, g), ge = g < bounds.n ? bound_at(bounds, g + 1) : gb;
+        const std::uint32_t ntile = (ge - gb + kSatTile - 1) / kSatTile;
+        const std::uint32_t lo = std::uint32_t(W), hi = std::uint32_t(W) + wrows;  // [lo, hi)
+        std::uint32_t j0 = 0, nj = 0;
+        if (ge > gb && gb < hi && ge > lo) {
+          j0 = lo > gb ? (lo - gb) / kSatTile : 0;
+          const std::uint32_t j1 = ((ge < hi ? ge : hi) - 1 - gb) / kSatTile;
+          nj = j1 - j0 + 1;
+        }
+        std::uint32_t tile0 = ntile, slot = nj;  // inclusive scans, made exclusive below
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+          const std::uint32_t a = __shfl_up_sync(0xFFFFFFFFu, tile0, o), b = __shfl_up_sync(0xFFFFFFFFu, slot, o);
+          if (t >= o) tile0 += a, slot += b;
+        }
+        tile0 -= ntile, slot -= nj;
+        for (std::uint32_t j = 0; j < nj; ++j) {
+          const std::uint32_t rb = gb + (j0 + j) * kSatTile;
+          s_seg[slot + j] = tile0 + j0 + j;
+          s_segt[slot + j] = RowTile{rb, (ge - rb < std::uint32_t(kSatTile)) ? ge - rb : std::uint32_t(kSatTile)};
+        }
+        if (t == 31) s_nseg = slot + nj;
+      }
+      asm volatile("cp.async.wait_group 1;" ::: "memory");  // this thread's scales; its codes may be out
+    } else if (t < 32) {
+      // From the tile list: make_row_tiles' tiles are sorted and cover the rows contiguously with <= 128
+      // rows each, so at least win of them start before W and the first overlapping one has index >= win
+      // - 1; the scan stops at the first tile past the window.
       std::uint32_t n = 0;
       for (std::uint32_t base = win == 0 ? 0 : win - 1; base < n_tiles; base += 32) {
         const std::uint32_t i = base + std::uint32_t(t);
@@ -233,9 +313,16 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
       for (int q = 0; q < 4; ++q) {
         const std::uint32_t r = std::uint32_t(lane + 32 * q);
         const std::size_t row = std::size_t(rt.row_begin) + r;
-        my[q] = r >= rt.row_count ? 0.0f
-                : (kOwnScales && row >= W && row < W + wrows) ? s_si[row - W]
-                                                : si[row * scols + cb];
+        if constexpr (kBounds) {
+          my[q] = r >= rt.row_count ? 0.0f
+                  : row < W         ? s_pre[row - rt.row_begin]  // the first tile: it starts at pre0
+                  : row < W + wrows ? s_si[row - W]
+                                    : s_post[row - (W + wrows)];
+        } else {
+          my[q] = r >= rt.row_count ? 0.0f
+                  : (kOwnScales && row >= W && row < W + wrows) ? s_si[row - W]
+                                                  : si[row * scols + cb];
+        }
         m = fmaxf(m, my[q]);
       }
 #pragma unroll
@@ -265,7 +352,7 @@ __global__ void __launch_bounds__(kThreads, kSatBlocksPerSm)
     __syncthreads();
   }
 
-  // 4. (unaligned, exact) Rewrite, stage row-major.
+  // 4. (not kAsync, and exact) Rewrite, stage row-major.
   if constexpr (!kFusedRewrite) {
     if constexpr (async) asm volatile("cp.async.wait_all;" ::: "memory");  // this thread's own copies only
 #pragma unroll
@@ -357,29 +444,53 @@ cudaError_t ensure_exact_lut(cudaStream_t s) {
 }
 }  // namespace
 
+GroupBounds group_bounds(std::size_t rows, const std::vector<std::size_t>& groups) {
+  GroupBounds gb;
+  const std::vector<std::size_t> g = groups.empty() ? std::vector<std::size_t>{rows} : groups;
+  if (g.size() > std::size_t(kMaxBoundGroups) || rows > std::size_t(UINT32_MAX)) return gb;  // n = 0: not given
+  gb.n = std::uint32_t(g.size());
+  std::size_t b = 0;
+  for (std::size_t i = 0; i < g.size(); ++i) gb.begin[i] = std::uint32_t(b), b += g[i];
+  for (std::size_t i = g.size(); i <= std::size_t(kMaxBoundGroups); ++i) gb.begin[i] = std::uint32_t(b);
+  return gb;
+}
+
 cudaError_t sat_transpose_e4m3_1x128(const std::uint8_t* d_codes, const float* d_si, std::size_t rows,
                                      std::size_t cols, const RowTile* d_tiles, std::size_t n_tiles, SatMode mode,
-                                     std::uint8_t* d_out_codes, float* d_out_si, cudaStream_t s, bool pdl) {
+                                     std::uint8_t* d_out_codes, float* d_out_si, cudaStream_t s, bool pdl,
+                                     const GroupBounds* bounds) {
   if (n_tiles == 0 || cols == 0) return cudaSuccess;
   const unsigned nw = unsigned((rows + kSatTile - 1) / kSatTile), ncb = unsigned((cols + kSatTile - 1) / kSatTile);
   // As many tiles as windows: the tiles are the windows (one group, groups of multiples of 128) but for rare
   // tilings such as 100 + 128 rows; the kernels are right for any tiling, only their speed differs.
-  const bool aligned = n_tiles == nw && mode != SatMode::exact;
-  const dim3 grid = aligned ? dim3(ncb, nw) : dim3(nw, ncb);
+  const bool windows = n_tiles == nw;
+  // Other tilings of paper_kernel with the groups' bounds: the windows find their tiles from the bounds.
+  const bool use_bounds = mode == SatMode::paper_kernel && !windows && bounds != nullptr && bounds->n > 0;
+  if (use_bounds) {  // the bounds must describe the tile list (make_row_tiles of the same groups)
+    std::size_t nt = 0;
+    for (std::uint32_t g = 0; g < bounds->n; ++g)
+      nt += (bounds->begin[g + 1] - bounds->begin[g] + kSatTile - 1) / kSatTile;
+    if (nt != n_tiles || bounds->begin[bounds->n] != rows) return cudaErrorInvalidValue;
+  }
+  const bool async = (windows || use_bounds) && mode != SatMode::exact;
+  const dim3 grid = async ? dim3(ncb, nw) : dim3(nw, ncb);
   const auto nt = std::uint32_t(n_tiles);
+  const GroupBounds gb = use_bounds ? *bounds : GroupBounds{};
   const auto go = [&](auto kernel) {
     return launch_kernel(kernel, grid, dim3(kThreads), 0, s, pdl, d_codes, d_si, rows, cols, d_tiles, nt, d_out_codes,
-                         d_out_si);
+                         d_out_si, gb);
   };
   switch (mode) {
     case SatMode::plain:
-      return aligned ? go(sat_e4m3_1x128_kernel<SatMode::plain, true>) : go(sat_e4m3_1x128_kernel<SatMode::plain, false>);
+      return async ? go(sat_e4m3_1x128_kernel<SatMode::plain, true, false>)
+                   : go(sat_e4m3_1x128_kernel<SatMode::plain, false, false>);
     case SatMode::paper_kernel:
-      return aligned ? go(sat_e4m3_1x128_kernel<SatMode::paper_kernel, true>)
-                     : go(sat_e4m3_1x128_kernel<SatMode::paper_kernel, false>);
+      if (use_bounds) return go(sat_e4m3_1x128_kernel<SatMode::paper_kernel, true, true>);
+      return async ? go(sat_e4m3_1x128_kernel<SatMode::paper_kernel, true, false>)
+                   : go(sat_e4m3_1x128_kernel<SatMode::paper_kernel, false, false>);
     case SatMode::exact:
       if (const cudaError_t e = ensure_exact_lut(s); e != cudaSuccess) return e;
-      return go(sat_e4m3_1x128_kernel<SatMode::exact, false>);
+      return go(sat_e4m3_1x128_kernel<SatMode::exact, false, false>);
   }
   return cudaErrorInvalidValue;  // not a SatMode
 }

@@ -26,14 +26,28 @@ struct RowTile {
 // The tiles of `rows` rows split into `groups` (sizes summing to rows; empty = one group).
 std::vector<RowTile> make_row_tiles(std::size_t rows, const std::vector<std::size_t>& groups);
 
+// The groups' row boundaries, passed by value in the kernel parameters (at most kMaxBoundGroups groups):
+// begin[g] is group g's first row, begin[n] = rows, entries past n equal rows too. n = 0: not given.
+inline constexpr int kMaxBoundGroups = 16;
+struct GroupBounds {
+  std::uint32_t n = 0;
+  std::uint32_t begin[kMaxBoundGroups + 1] = {};
+};
+// The bounds of the groups given to make_row_tiles(rows, groups); n = 0 for more than kMaxBoundGroups groups.
+GroupBounds group_bounds(std::size_t rows, const std::vector<std::size_t>& groups);
+
 // d_tiles: make_row_tiles(...) copied to the device; out scale row of tile i is i. d_si / d_out_si unused
 // (may be null) for SatMode::plain. Asynchronous on `s`; returns the launch error.
 // pdl: launch with programmatic dependent launch (sm_90): the kernel may start while the previous kernel on
 // `s` is finishing and waits for it before reading anything (src/cuda/launch_pdl.cuh). The quantize
 // kernels take the same flag, so quantize -> SAT chains overlap each launch with the previous one's tail.
+// bounds (optional, group_bounds() of the groups the tiles were made from): where the tiles are not the
+// 128-row windows (groups that are not multiples of 128 rows), paper_kernel finds each window's tiles from
+// them instead of the tile list and loads all the scales it needs at once. cudaErrorInvalidValue if they do
+// not match the tile count or `rows`. Same output either way.
 cudaError_t sat_transpose_e4m3_1x128(const std::uint8_t* d_codes, const float* d_si, std::size_t rows,
                                      std::size_t cols, const RowTile* d_tiles, std::size_t n_tiles, SatMode mode,
                                      std::uint8_t* d_out_codes, float* d_out_si, cudaStream_t s = 0,
-                                     bool pdl = false);
+                                     bool pdl = false, const GroupBounds* bounds = nullptr);
 
 }  // namespace fp8flow::cuda

@@ -37,6 +37,10 @@ const std::vector<Shape>& shapes() {
       // More blocks than fit on the GPU at once; unequal groups that are multiples of 16 (the released
       // Megatron path's align).
       {2304, 4096, {160, 448, 256, 1440}},
+      // The most groups the SAT takes by their bounds (16, window tiles from the kernel parameters), and more
+      // (17 and up: from the device tile list), both with groups that are not multiples of 16.
+      {3000, 520, {16, 400, 32, 112, 48, 160, 272, 17, 303, 128, 96, 512, 64, 240, 80, 520}},
+      {2100, 256, {1, 15, 16, 100, 28, 300, 64, 64, 129, 127, 256, 3, 5, 400, 80, 112, 200, 200}},
   };
   return s;
 }
@@ -225,8 +229,21 @@ int transpose_bitexact() {
         fails += report(v, cases);
       }
   }
-  fmt::print("transpose_bitexact: {} cases (paper_kernel, exact, naive), {} failing, {} values compared\n", cases,
-             fails, compared);
+  // Group bounds that do not describe the tile list are refused before any launch: another tile count, and
+  // the same tile count for other rows.
+  const std::size_t n_tiles = make_row_tiles(256, {100, 156}).size();  // 3 tiles, 2 windows
+  for (const GroupBounds& wrong : {group_bounds(256, {50, 50, 156}), group_bounds(300, {100, 200})}) {
+    const cudaError_t e = sat_transpose_e4m3_1x128(nullptr, nullptr, 256, 128, nullptr, n_tiles,
+                                                   SatMode::paper_kernel, nullptr, nullptr, 0, false, &wrong);
+    ++cases;
+    if (e != cudaErrorInvalidValue) {
+      ++fails;
+      fmt::print("FAIL: mismatching group bounds (begin[n] = {}) gave '{}', not cudaErrorInvalidValue\n",
+                 wrong.begin[wrong.n], cudaGetErrorName(e));
+    }
+  }
+  fmt::print("transpose_bitexact: {} cases (paper_kernel, exact, naive; bounds checks), {} failing, {} values compared\n",
+             cases, fails, compared);
   return fails ? 1 : 0;
 }
 
