@@ -17,6 +17,7 @@
 #include "cuda/launch_pdl.cuh"
 #include "cuda/quantize_kernels.hpp"
 #include "formats/convert.hpp"
+#include "quant/pow2_scale.hpp"
 
 namespace fp8flow::cuda {
 namespace {
@@ -34,6 +35,21 @@ __device__ __forceinline__ float te_scale(float amax, float eps, bool pow2, bool
   if (isinf(scale)) scale = bf16_input ? __uint_as_float(kBf16MaxBits) : FLT_MAX;
   if (pow2) scale = __uint_as_float(__float_as_uint(scale) & kPow2Mask);
   return scale;
+}
+
+// The scale (elements are multiplied by it) and the stored scale_inv. te_pow2 without a division: from the
+// bits of amax (src/quant/pow2_scale.hpp, equal to the division on every fp32 amax; on the H100 +0.4 points
+// of copy bandwidth at (28672,1280), docs/gpu.md sixth slice).
+struct TeScale {
+  float scale, si;
+};
+__device__ __forceinline__ TeScale te_scale_si(float amax, float eps, bool pow2, bool bf16_input) {
+  if (pow2) {
+    const Pow2ScaleBits b = te_pow2_scale_e4m3(amax, eps);
+    return {__uint_as_float(b.scale), __uint_as_float(b.scale_inv)};
+  }
+  const float scale = te_scale(amax, eps, false, bf16_input);
+  return {scale, __fdiv_rn(1.0f, scale)};
 }
 
 __device__ __forceinline__ std::uint32_t cvt2(float a, float b) {  // a -> low byte
@@ -216,10 +232,11 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
       }
 #pragma unroll
       for (int o = 4; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xFFFFFFFFu, a, o));
-      const float scale = te_scale(a, p.eps, p.pow2, bf16_input);
+      const TeScale ts = te_scale_si(a, p.eps, p.pow2, bf16_input);
+      const float scale = ts.scale;
       if (std::uint32_t(r) >= rt.row_count) continue;
       const std::size_t row = rt.row_begin + r;
-      if (j == 0) row_si[row * scols + cb] = __fdiv_rn(1.0f, scale);
+      if (j == 0) row_si[row * scols + cb] = ts.si;
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const float* v = xv + 8 * half;
@@ -255,9 +272,10 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int c = 2 * pr + e;
-        sc[e] = te_scale(fmaxf(fmaxf(s_cmax[0][c], s_cmax[1][c]), fmaxf(s_cmax[2][c], s_cmax[3][c])), p.eps,
-                         p.pow2, bf16_input);
-        if (q == 0 && col0 + c < K) col_si[std::size_t(tile) * K + col0 + c] = __fdiv_rn(1.0f, sc[e]);
+        const TeScale ts = te_scale_si(fmaxf(fmaxf(s_cmax[0][c], s_cmax[1][c]), fmaxf(s_cmax[2][c], s_cmax[3][c])),
+                                       p.eps, p.pow2, bf16_input);
+        sc[e] = ts.scale;
+        if (q == 0 && col0 + c < K) col_si[std::size_t(tile) * K + col0 + c] = ts.si;
       }
       std::uint32_t w[2][8];  // [column 2pr + e][rows rbeg + 4u .. +3], until the tile may be overwritten
 #pragma unroll
@@ -288,7 +306,8 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
       for (int r = rbeg; r < rbeg + 64; ++r) a = fmaxf(a, fabsf(Loader::value(sm[r * kSatTile + c])));
       s_cmax[h][c] = a;
       __syncthreads();
-      const float scale = te_scale(fmaxf(s_cmax[0][c], s_cmax[1][c]), p.eps, p.pow2, bf16_input);
+      const TeScale ts = te_scale_si(fmaxf(s_cmax[0][c], s_cmax[1][c]), p.eps, p.pow2, bf16_input);
+      const float scale = ts.scale;
       std::uint32_t w[4][4];  // this thread's 64 rows of column c, encoded, until the tile may be overwritten
 #pragma unroll
       for (int ch = 0; ch < 4; ++ch) {
@@ -302,7 +321,7 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
                       __fmul_rn(Loader::value(sm[(r + 3) * kSatTile + c]), scale));
         }
       }
-      if (h == 0 && col0 + c < K) col_si[std::size_t(tile) * K + col0 + c] = __fdiv_rn(1.0f, scale);
+      if (h == 0 && col0 + c < K) col_si[std::size_t(tile) * K + col0 + c] = ts.si;
       __syncthreads();  // every element read: the tile's memory becomes s_out
 #pragma unroll
       for (int ch = 0; ch < 4; ++ch) {
@@ -370,8 +389,8 @@ __device__ __forceinline__ ScalePair rule_scale(float amax, std::uint32_t rule, 
     const float rcp = e >= 255u ? 0.0f : e == 254u ? __uint_as_float(0x00400000u) : __uint_as_float((254u - e) << 23);
     return {rcp, __uint_as_float(e << 23)};
   }
-  const float scale = te_scale(amax, eps, rule == kRuleTePow2, bf16_input);
-  return {scale, __fdiv_rn(1.0f, scale)};
+  const TeScale ts = te_scale_si(amax, eps, rule == kRuleTePow2, bf16_input);
+  return {ts.scale, ts.si};
 }
 
 // |x| bits with NaN -> 0, two bf16 per word (per 16-bit half) or one fp32.
