@@ -43,8 +43,9 @@ GroupBounds group_bounds(std::size_t rows, const std::vector<std::size_t>& group
 // kernels take the same flag, so quantize -> SAT chains overlap each launch with the previous one's tail.
 // bounds (optional, group_bounds() of the groups the tiles were made from): where the tiles are not the
 // 128-row windows (groups that are not multiples of 128 rows), paper_kernel finds each window's tiles from
-// them instead of the tile list and loads all the scales it needs at once. cudaErrorInvalidValue if they do
-// not match the tile count or `rows`. Same output either way.
+// them instead of the tile list and loads all the scales it needs at once. Same output either way, if they
+// are the tiles' groups: the call checks only the tile count and `rows` (cudaErrorInvalidValue), not that
+// the groups split the rows the same way.
 cudaError_t sat_transpose_e4m3_1x128(const std::uint8_t* d_codes, const float* d_si, std::size_t rows,
                                      std::size_t cols, const RowTile* d_tiles, std::size_t n_tiles, SatMode mode,
                                      std::uint8_t* d_out_codes, float* d_out_si, cudaStream_t s = 0,
