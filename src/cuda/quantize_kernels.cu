@@ -25,30 +25,25 @@ namespace {
 constexpr int kThreads = 256;
 constexpr float kFmax = float(max_finite(e4m3));  // 448
 constexpr std::uint32_t kBf16MaxBits = 0x7F7F0000u; // largest finite bf16 as fp32 (TE clamps to the input's)
-constexpr std::uint32_t kPow2Mask = 0xFF800000u;    // sign + exponent: 2^floor(log2 scale)
 
-// TE Float8BlockQuantizer scale (PAPER.md 3.1); returns the scale (elements are multiplied by it).
-__device__ __forceinline__ float te_scale(float amax, float eps, bool pow2, bool bf16_input) {
-  if (amax < eps) amax = eps;
-  if (amax == 0.0f || isinf(amax) || isnan(amax)) return 1.0f;
-  float scale = __fdiv_rn(kFmax, amax);
-  if (isinf(scale)) scale = bf16_input ? __uint_as_float(kBf16MaxBits) : FLT_MAX;
-  if (pow2) scale = __uint_as_float(__float_as_uint(scale) & kPow2Mask);
-  return scale;
-}
-
-// The scale (elements are multiplied by it) and the stored scale_inv. te_pow2 without a division: from the
-// bits of amax (src/quant/pow2_scale.hpp, equal to the division on every fp32 amax; on the H100 +0.4 points
-// of copy bandwidth at (28672,1280), docs/gpu.md sixth slice).
-struct TeScale {
-  float scale, si;
+// A block's scale and what is stored for it.
+struct ScalePair {
+  float factor;  // elements are multiplied by it
+  float si;      // stored scale_inv
 };
-__device__ __forceinline__ TeScale te_scale_si(float amax, float eps, bool pow2, bool bf16_input) {
+
+// TE Float8BlockQuantizer scale (PAPER.md 3.1) and its inverse. te_fp32: an fp32 division; te_pow2: from the
+// bits of amax without a division (src/quant/pow2_scale.hpp, equal to the division masked to its power of
+// two on every fp32 amax; on the H100 +0.4 points of copy bandwidth at (28672,1280), docs/gpu.md sixth slice).
+__device__ __forceinline__ ScalePair te_scale(float amax, float eps, bool pow2, bool bf16_input) {
   if (pow2) {
     const Pow2ScaleBits b = te_pow2_scale_e4m3(amax, eps);
     return {__uint_as_float(b.scale), __uint_as_float(b.scale_inv)};
   }
-  const float scale = te_scale(amax, eps, false, bf16_input);
+  if (amax < eps) amax = eps;
+  if (amax == 0.0f || isinf(amax) || isnan(amax)) return {1.0f, 1.0f};
+  float scale = __fdiv_rn(kFmax, amax);
+  if (isinf(scale)) scale = bf16_input ? __uint_as_float(kBf16MaxBits) : FLT_MAX;
   return {scale, __fdiv_rn(1.0f, scale)};
 }
 
@@ -232,8 +227,8 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
       }
 #pragma unroll
       for (int o = 4; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xFFFFFFFFu, a, o));
-      const TeScale ts = te_scale_si(a, p.eps, p.pow2, bf16_input);
-      const float scale = ts.scale;
+      const ScalePair ts = te_scale(a, p.eps, p.pow2, bf16_input);
+      const float scale = ts.factor;
       if (std::uint32_t(r) >= rt.row_count) continue;
       const std::size_t row = rt.row_begin + r;
       if (j == 0) row_si[row * scols + cb] = ts.si;
@@ -272,9 +267,9 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int c = 2 * pr + e;
-        const TeScale ts = te_scale_si(fmaxf(fmaxf(s_cmax[0][c], s_cmax[1][c]), fmaxf(s_cmax[2][c], s_cmax[3][c])),
-                                       p.eps, p.pow2, bf16_input);
-        sc[e] = ts.scale;
+        const ScalePair ts = te_scale(fmaxf(fmaxf(s_cmax[0][c], s_cmax[1][c]), fmaxf(s_cmax[2][c], s_cmax[3][c])),
+                                      p.eps, p.pow2, bf16_input);
+        sc[e] = ts.factor;
         if (q == 0 && col0 + c < K) col_si[std::size_t(tile) * K + col0 + c] = ts.si;
       }
       std::uint32_t w[2][8];  // [column 2pr + e][rows rbeg + 4u .. +3], until the tile may be overwritten
@@ -306,8 +301,8 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
       for (int r = rbeg; r < rbeg + 64; ++r) a = fmaxf(a, fabsf(Loader::value(sm[r * kSatTile + c])));
       s_cmax[h][c] = a;
       __syncthreads();
-      const TeScale ts = te_scale_si(fmaxf(s_cmax[0][c], s_cmax[1][c]), p.eps, p.pow2, bf16_input);
-      const float scale = ts.scale;
+      const ScalePair ts = te_scale(fmaxf(s_cmax[0][c], s_cmax[1][c]), p.eps, p.pow2, bf16_input);
+      const float scale = ts.factor;
       std::uint32_t w[4][4];  // this thread's 64 rows of column c, encoded, until the tile may be overwritten
 #pragma unroll
       for (int ch = 0; ch < 4; ++ch) {
@@ -372,11 +367,6 @@ cudaError_t launch(Loader ld, std::size_t rows, std::size_t cols, const RowTile*
 constexpr std::uint32_t kRuleTeFp32 = 0, kRuleTePow2 = 1, kRuleSwiglu = 2;
 constexpr float kSwigluAmaxFloor = 1e-10f;  // tl.maximum(amax, 1e-10) (src/quant/scale_rules.cpp)
 
-struct ScalePair {
-  float factor;  // elements are multiplied by it
-  float si;      // stored scale_inv
-};
-
 // amax is the fmaxf fold of |x| from 0 (NaN ignored), computed as an integer max on the |x| bits.
 __device__ __forceinline__ ScalePair rule_scale(float amax, std::uint32_t rule, float eps, bool bf16_input) {
   if (rule == kRuleSwiglu) {
@@ -389,8 +379,7 @@ __device__ __forceinline__ ScalePair rule_scale(float amax, std::uint32_t rule, 
     const float rcp = e >= 255u ? 0.0f : e == 254u ? __uint_as_float(0x00400000u) : __uint_as_float((254u - e) << 23);
     return {rcp, __uint_as_float(e << 23)};
   }
-  const TeScale ts = te_scale_si(amax, eps, rule == kRuleTePow2, bf16_input);
-  return {ts.scale, ts.si};
+  return te_scale(amax, eps, rule == kRuleTePow2, bf16_input);
 }
 
 // |x| bits with NaN -> 0, two bf16 per word (per 16-bit half) or one fp32.
