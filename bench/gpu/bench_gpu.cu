@@ -3,7 +3,11 @@
 // (PAPER.md 6), timed with CUDA events and reported as time and % of the device-to-device copy bandwidth
 // measured in the same run (bytes read + bytes written).
 // Usage: fp8flow-gpu-bench [--reps N] [--quick] [--shape M,K]... [--timing steady|single-dirty|single-clean]
+//                          [--group-align A]
 //   --shape (repeatable) replaces the paper's six shapes with the given ones; --quick is --shape 32768,7168.
+//   --group-align: the 8 unequal groups' sizes are multiples of A rows (default 16, the released Megatron
+//   path's align; PAPER.md 2 step 4). The quantize kernel's column copy depends on it (docs/gpu.md, seventh
+//   slice): with A = 16 a tile boundary may cut a 32-byte sector of the transposed output in half.
 //
 // Timing (median of N repeats):
 //   steady (default)  S launches back to back on S distinct buffer sets (S x the bytes moved >= 2 GiB), after
@@ -114,12 +118,12 @@ struct Timer {
 };
 
 // 8 unequal expert groups, multiples of 16 rows (the grouped GEMMs' alignment), summing to m.
-std::vector<std::size_t> eight_groups(std::size_t m) {
+std::vector<std::size_t> eight_groups(std::size_t m, std::size_t align) {
   const double w[8] = {0.07, 0.19, 0.11, 0.16, 0.09, 0.14, 0.13, 0.11};
   std::vector<std::size_t> g;
   std::size_t used = 0;
   for (int i = 0; i < 7; ++i) {
-    const std::size_t s = std::size_t(w[i] * double(m)) / 16 * 16;
+    const std::size_t s = std::size_t(w[i] * double(m)) / align * align;
     g.push_back(s);
     used += s;
   }
@@ -157,9 +161,11 @@ struct Row {
 int main(int argc, char** argv) {
   int reps = 20;
   bool quick = false;
+  std::size_t group_align = 16;
   Timing timing = Timing::steady;
   const char* usage =
-      "usage: fp8flow-gpu-bench [--reps N] [--quick] [--shape M,K]... [--timing steady|single-dirty|single-clean]\n";
+      "usage: fp8flow-gpu-bench [--reps N] [--quick] [--shape M,K]... [--timing steady|single-dirty|single-clean]\n"
+      "                         [--group-align A]\n";
   std::vector<std::pair<std::size_t, std::size_t>> user_shapes;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
@@ -173,6 +179,16 @@ int main(int argc, char** argv) {
         return 2;
       }
       user_shapes.emplace_back(std::size_t(m), std::size_t(k));
+    }
+    else if (!std::strcmp(argv[i], "--group-align") && i + 1 < argc) {
+      const char* f = argv[++i];
+      unsigned long long a = 0;
+      char extra = 0;
+      if (std::sscanf(f, "%llu%c", &a, &extra) != 1 || a == 0 || a > 4096) {
+        std::fprintf(stderr, "fp8flow-gpu-bench: --group-align must be a row count in 1..4096, not '%s'\n%s", f, usage);
+        return 2;
+      }
+      group_align = std::size_t(a);
     }
     else if (!std::strcmp(argv[i], "--timing") && i + 1 < argc) {
       const char* f = argv[++i];
@@ -219,8 +235,8 @@ int main(int argc, char** argv) {
                             : timing == Timing::single_dirty ? "single launch after a memset flush of 4x L2"
                                                              : "single launch after a read-sweep flush of 4x L2";
   std::printf("GPU: %s (%d SMs, L2 %d MB)\ncopy bandwidth (cudaMemcpy D2D, 1 GiB, read+write): %.0f GB/s\n"
-              "timing: %s, median of %d\n\n",
-              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy_gbs, timing_name, reps);
+              "timing: %s, median of %d\n8 unequal groups: sizes multiples of %zu rows\n\n",
+              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy_gbs, timing_name, reps, group_align);
 
   std::vector<std::pair<std::size_t, std::size_t>> shapes = {{28672, 1280}, {24576, 2048}, {24576, 5120},
                                                              {32768, 7168}, {32768, 8192}, {32768, 9216}};
@@ -251,7 +267,7 @@ int main(int argc, char** argv) {
                     }),
                     2.0 * double(n)});
     for (int ng : {1, 8}) {
-      const std::vector<std::size_t> groups = ng == 1 ? std::vector<std::size_t>{} : eight_groups(M);
+      const std::vector<std::size_t> groups = ng == 1 ? std::vector<std::size_t>{} : eight_groups(M, group_align);
       const std::vector<RowTile> tiles = make_row_tiles(M, groups);
       const GroupBounds bounds = group_bounds(M, groups);
       if (tiles.size() > max_tiles) {
