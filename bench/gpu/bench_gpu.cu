@@ -117,7 +117,8 @@ struct Timer {
   }
 };
 
-// 8 unequal expert groups, multiples of 16 rows (the grouped GEMMs' alignment), summing to m.
+// 8 unequal expert groups, multiples of `align` rows (--group-align; 16: the released Megatron path), summing
+// to m (a group smaller than align is empty).
 std::vector<std::size_t> eight_groups(std::size_t m, std::size_t align) {
   const double w[8] = {0.07, 0.19, 0.11, 0.16, 0.09, 0.14, 0.13, 0.11};
   std::vector<std::size_t> g;
