@@ -314,7 +314,7 @@ int main(int argc, char** argv) {
       const auto v1 = [&](bool pdl) {
         return timer.median_ms(S, [&](int i) {
           return quant_e4m3_1x128_128x1_te(x + i * n, QuantInput::bf16, M, K, d_tiles, nt, TeQuantParams{true, 0.0f},
-                                           out + i * n, rsi + i * ns, out2 + i * n, osi + i * nos, 0, pdl);
+                                           out + i * n, rsi + i * ns, out2 + i * n, osi + i * nos, 0, pdl, &bounds);
         });
       };
       rows.push_back({"quant_1x128_128x1_te_pow2_bf16_v1", M, K, ng, v1(false), q_bytes});

@@ -7,7 +7,8 @@
 #                              validate --gpu --op transpose with unequal groups, compute-sanitizer memcheck and
 #                              racecheck on the transposes (4 unequal groups: window tiles from the group
 #                              bounds; 18 groups: from the tile list; one group) and the quantize kernels
-#                              (also with groups whose tiles share 32-byte sectors of the column copy)
+#                              (also with window tiles, and with groups whose tiles share 32-byte sectors of
+#                              the column copy)
 #   OUT_DIR/kernels_bench.txt  fp8flow-gpu-bench (copy bandwidth, SAT 1 and 8 groups, transposes, quantize)
 # Budget: <= 240 s on an H100 (each step has its own timeout). Exit status non-zero if any step failed.
 set -uo pipefail
@@ -43,6 +44,9 @@ rc=0
   sanitize racecheck 60 fp8flow validate --gpu --op transpose --dist adversarial --shape 700,520
   sanitize memcheck 60 fp8flow-gpu-tests quantize_v2_bitexact_small
   sanitize racecheck 90 fp8flow validate --gpu --op quantize --dist adversarial --shape 2304,2048 --groups 160,448,256,1440
+  # groups of whole 128-row tiles: quantize v1 takes each tile from its block index (window tiles)
+  sanitize memcheck 60 fp8flow validate --gpu --op quantize --dist adversarial --shape 640,1040 --groups 128,384,128
+  sanitize racecheck 90 fp8flow validate --gpu --op quantize --dist adversarial --shape 640,1040 --groups 128,384,128
   # groups of 16 rows mod 32: tiles sharing 32-byte sectors of the quantize's column copy
   sanitize memcheck 90 fp8flow validate --gpu --op quantize --dist adversarial --shape 2000,1040 \
     --groups 16,208,48,400,144,1184

@@ -161,6 +161,7 @@ GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, 
   v.cpu_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
   const std::vector<RowTile> tiles = make_row_tiles(rows, groups);
+  const GroupBounds bounds = group_bounds(rows, groups);
   const std::size_t scols = (cols + 127) / 128;
   DeviceArray<RowTile> d_tiles(tiles);
   DeviceArray<std::uint8_t> ac(rows * cols), bc(rows * cols);
@@ -180,7 +181,8 @@ GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, 
   const auto launch = [&]() -> cudaError_t {
     if (spec.kernel == QuantKernel::v1)
       return quant_e4m3_1x128_128x1_te(dx, spec.input, rows, cols, d_tiles.p, tiles.size(),
-                                       TeQuantParams{spec.rule == ScaleRule::te_pow2, spec.eps}, ac.p, as.p, bc.p, bs.p);
+                                       TeQuantParams{spec.rule == ScaleRule::te_pow2, spec.eps}, ac.p, as.p, bc.p, bs.p,
+                                       0, false, spec.v1_bounds ? &bounds : nullptr);
     const QuantRule r = spec.rule == ScaleRule::te_fp32   ? QuantRule::te_fp32
                         : spec.rule == ScaleRule::te_pow2 ? QuantRule::te_pow2
                                                           : QuantRule::paper_swiglu;
@@ -212,10 +214,11 @@ GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, 
 }
 
 GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, std::size_t cols, QuantInput input,
-                                    TeQuantParams p, const std::vector<std::size_t>& groups) {
-  return validate_quantize_gpu(
-      x, rows, cols, QuantSpec{input, k1x128, p.pow2 ? ScaleRule::te_pow2 : ScaleRule::te_fp32, p.eps, QuantKernel::v1},
-      groups);
+                                    TeQuantParams p, const std::vector<std::size_t>& groups, bool v1_bounds) {
+  return validate_quantize_gpu(x, rows, cols,
+                               QuantSpec{input, k1x128, p.pow2 ? ScaleRule::te_pow2 : ScaleRule::te_fp32, p.eps,
+                                         QuantKernel::v1, v1_bounds},
+                               groups);
 }
 
 std::vector<float> adversarial_tensor(std::size_t rows, std::size_t cols, std::uint64_t seed, bool bf16) {
@@ -351,7 +354,7 @@ PdlChainCheck check_pdl_chain(std::size_t rows, std::size_t cols, const std::vec
     check(cudaMemsetAsync(osi.p, 0xA5, osi.n * sizeof(float), st), "poison");
     for (std::size_t r = 0; r < R; ++r) {
       check(quant_e4m3_1x128_128x1_te(d_x.p + r * n, QuantInput::bf16, rows, cols, d_tiles.p, nt,
-                                      TeQuantParams{true, 0.0f}, rc.p, rs.p, cc.p, cs.p, st, pdl),
+                                      TeQuantParams{true, 0.0f}, rc.p, rs.p, cc.p, cs.p, st, pdl, &bounds),
             "quantize launch");
       check(sat_transpose_e4m3_1x128(rc.p, rs.p, rows, cols, d_tiles.p, nt, SatMode::paper_kernel, out.p + r * n,
                                      osi.p + r * nt * cols, st, pdl, &bounds),

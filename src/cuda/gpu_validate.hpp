@@ -27,6 +27,9 @@ struct QuantSpec {
   ScaleRule rule = ScaleRule::te_pow2; // te_fp32, te_pow2, paper_swiglu
   float eps = 0.0f;                    // te_* amax floor
   QuantKernel kernel = QuantKernel::v2;
+  // v1: pass the groups' bounds, so that where the tiles are the 128-row windows each block takes its tile
+  // from its index (false: every block loads it from the tile list). Same output either way.
+  bool v1_bounds = true;
 };
 // The op name of a spec, e.g. "quant_128x128_e4m3_paper_swiglu_from_bf16" (v1 adds "_v1").
 std::string op_name(const QuantSpec& s);
@@ -45,7 +48,8 @@ std::vector<float> adversarial_tensor(std::size_t rows, std::size_t cols, std::u
 
 // v1 (legacy signature): te_pow2 / te_fp32 1x128 rowwise and 128x1 columnwise.
 GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, std::size_t cols, QuantInput input,
-                                    TeQuantParams p, const std::vector<std::size_t>& groups);
+                                    TeQuantParams p, const std::vector<std::size_t>& groups,
+                                    bool v1_bounds = true);
 // Transpose a rowwise 1x128 te_pow2 e4m3 tensor: naive, paper_kernel or exact (RNE).
 GpuValidation validate_transpose_gpu(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups,
                                      TransposeMethod m);

@@ -68,6 +68,7 @@ __device__ __forceinline__ float bf16_hi(std::uint32_t w) { return __uint_as_flo
 // ---- Tile loaders: fill smem[128][128] (type Elem) with the tile, zeros outside the tensor ------------
 struct LoadF32 {
   using Elem = float;
+  static constexpr bool kFullPath = false;
   const float* x;
   static __device__ float value(float v) { return v; }
   __device__ void load(Elem* sm, RowTile rt, std::size_t col0, std::size_t K, int t) const {
@@ -94,7 +95,22 @@ struct LoadF32 {
 
 struct LoadBf16 {
   using Elem = std::uint16_t;
+  static constexpr bool kFullPath = true;
   const std::uint16_t* x;
+  // A full tile (128 rows, 128 columns inside the tensor, K % 8 == 0): thread t copies the 16 bytes at column
+  // 8 (t % 16) of rows t / 16 + 16 k, k < 8, from one base pointer (no bounds checks, no per-copy index math).
+  __device__ void load_full(Elem* sm, RowTile rt, std::size_t col0, std::size_t K, int t) const {
+    const int r = t >> 4, j = t & 15;
+    const std::uint16_t* src = x + (std::size_t(rt.row_begin) + r) * K + col0 + j * 8;
+    const unsigned dst = unsigned(__cvta_generic_to_shared(sm + r * kSatTile + j * 8));
+    const std::size_t step = 16 * K;
+#pragma unroll
+    for (int k = 0; k < 8; ++k)
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst + unsigned(k * 16 * kSatTile * 2)),
+                   "l"(src + k * step)
+                   : "memory");
+    asm volatile("cp.async.wait_all;" ::: "memory");
+  }
   // Whole 16-byte pieces go global -> shared by cp.async (no register staging: on the H100 +3.5 to +6.6
   // points of copy bandwidth at the two smallest shapes, +1 at the large ones, one group; docs/gpu.md);
   // pieces cut by the tensor's edge, or rows past the tile, are assembled in registers. All in flight at once.
@@ -127,6 +143,7 @@ struct LoadBf16 {
 // The naive transpose's input: RN32(value(q) * si), the fp32 dequantization.
 struct LoadDequant {
   using Elem = float;
+  static constexpr bool kFullPath = false;
   const std::uint8_t* codes;
   const float* si;
   static __device__ float value(float v) { return v; }
@@ -174,34 +191,37 @@ __device__ __forceinline__ void load8(const typename Loader::Elem* p, float* v) 
 template <class Loader>
 constexpr int kQuantBlocksPerSm = sizeof(typename Loader::Elem) == 2 ? 6 : 3;
 
-template <class Loader>
-__global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m3_1x128_128x1_kernel(
-    Loader ld, std::size_t M, std::size_t K, const RowTile* __restrict__ tiles, TeQuantParams p, bool bf16_input,
-    std::uint8_t* __restrict__ row_codes, float* __restrict__ row_si, std::uint8_t* __restrict__ col_codes,
-    float* __restrict__ col_si, bool col_fast) {
+// One tile. kFull: 128 rows, 128 columns inside the tensor, K % 8 == 0 (every tile but those at the
+// tensor's edges): no bounds checks, output pointers advanced by constant strides (the bounds checks and
+// 64-bit index products were a third of the kernel's instructions; docs/gpu.md, eighth slice).
+template <class Loader, bool kFull>
+__device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std::size_t K, RowTile rt, unsigned tile,
+                                           std::size_t cb, const TeQuantParams& p, bool bf16_input,
+                                           std::uint8_t* __restrict__ row_codes, float* __restrict__ row_si,
+                                           std::uint8_t* __restrict__ col_codes, float* __restrict__ col_si,
+                                           unsigned char* smem_raw, float (*s_cmax)[kSatTile]) {
   using Elem = typename Loader::Elem;
   constexpr bool kBf16 = sizeof(Elem) == 2;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
   Elem* sm = reinterpret_cast<Elem*>(smem_raw);
-  __shared__ float s_cmax[4][kSatTile];
   // Columnwise codes, [column][row], 16-byte chunk k of a column at k ^ ((column >> kSwzShift) % 8), which is
   // conflict-free for the column pass's stores and the row-line reads below; they reuse the tile's shared
   // memory once every thread has read its elements.
   auto s_out = reinterpret_cast<std::uint8_t(*)[kSatTile]>(smem_raw);
   constexpr int kSwzShift = kBf16 ? 1 : 0;  // bf16: a thread per column pair, so pairs get distinct chunks
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
-  pdl_start();
-  const unsigned tile = col_fast ? blockIdx.y : blockIdx.x;
-  const RowTile rt = tiles[tile];
-  const std::size_t cb = col_fast ? blockIdx.x : blockIdx.y, col0 = cb * kSatTile,
-                    scols = (K + kSatTile - 1) / kSatTile;
-  ld.load(sm, rt, col0, K, t);
+  const std::size_t col0 = cb * kSatTile, scols = (K + kSatTile - 1) / kSatTile;
+  if constexpr (kFull && Loader::kFullPath) ld.load_full(sm, rt, col0, K, t);
+  else ld.load(sm, rt, col0, K, t);
   __syncthreads();
 
   if (row_codes) {  // 1x128 rowwise: eight lanes per row, four rows per warp step, 16 elements per lane
     // Lane j of a row holds columns 8j..8j+7 and 64+8j..64+8j+7: each 8-lane phase of a shared load reads
     // 128 contiguous bytes (bf16), and the per-row work (3 shuffles, the scale) is shared by 16 elements.
     const int q = lane >> 3, j = lane & 7;
+    // Full tiles: this lane's outputs for its first row; each step is 4 rows further.
+    const std::size_t row_first = std::size_t(rt.row_begin) + std::size_t(warp * 16 + q);
+    std::uint8_t* const dst_first = row_codes + row_first * K + col0 + j * 8;
+    float* const si_first = row_si + row_first * scols + cb;
 #pragma unroll
     for (int it = 0; it < 4; ++it) {
       const int r = warp * 16 + it * 4 + q;  // rows past row_count hold zeros (the loader's fill)
@@ -229,9 +249,16 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
       for (int o = 4; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xFFFFFFFFu, a, o));
       const ScalePair ts = te_scale(a, p.eps, p.pow2, bf16_input);
       const float scale = ts.factor;
-      if (std::uint32_t(r) >= rt.row_count) continue;
-      const std::size_t row = rt.row_begin + r;
-      if (j == 0) row_si[row * scols + cb] = ts.si;
+      std::uint8_t* dst;
+      if constexpr (kFull) {
+        dst = dst_first + std::size_t(it * 4) * K;
+        if (j == 0) si_first[std::size_t(it * 4) * scols] = ts.si;
+      } else {
+        if (std::uint32_t(r) >= rt.row_count) continue;
+        const std::size_t row = rt.row_begin + r;
+        if (j == 0) row_si[row * scols + cb] = ts.si;
+        dst = row_codes + row * K + col0 + j * 8;
+      }
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const float* v = xv + 8 * half;
@@ -240,12 +267,12 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
         const std::uint32_t hi = cvt4(__fmul_rn(v[4], scale), __fmul_rn(v[5], scale), __fmul_rn(v[6], scale),
                                       __fmul_rn(v[7], scale));
         const std::size_t c = col0 + std::size_t(half * 64 + j * 8);
-        std::uint8_t* dst = row_codes + row * K + c;
-        if (K % 8 == 0 && c + 8 <= K) {
-          *reinterpret_cast<uint2*>(dst) = make_uint2(lo, hi);
+        std::uint8_t* d = dst + half * 64;
+        if (kFull || (K % 8 == 0 && c + 8 <= K)) {
+          *reinterpret_cast<uint2*>(d) = make_uint2(lo, hi);
         } else {
           for (int b = 0; b < 8; ++b)
-            if (c + b < K) dst[b] = std::uint8_t((b < 4 ? lo : hi) >> (8 * (b & 3)));
+            if (c + b < K) d[b] = std::uint8_t((b < 4 ? lo : hi) >> (8 * (b & 3)));
         }
       }
     }
@@ -270,7 +297,7 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
         const ScalePair ts = te_scale(fmaxf(fmaxf(s_cmax[0][c], s_cmax[1][c]), fmaxf(s_cmax[2][c], s_cmax[3][c])),
                                       p.eps, p.pow2, bf16_input);
         sc[e] = ts.factor;
-        if (q == 0 && col0 + c < K) col_si[std::size_t(tile) * K + col0 + c] = ts.si;
+        if (q == 0 && (kFull || col0 + c < K)) col_si[std::size_t(tile) * K + col0 + c] = ts.si;
       }
       std::uint32_t w[2][8];  // [column 2pr + e][rows rbeg + 4u .. +3], until the tile may be overwritten
 #pragma unroll
@@ -328,17 +355,48 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
     __syncthreads();
     // Eight threads per output row: each 128-byte row segment goes out as one line.
     const bool vec = M % 16 == 0 && rt.row_begin % 16 == 0;
+    std::uint8_t* const line_first = col_codes + (col0 + (t >> 3)) * M + rt.row_begin + (t & 7) * 16;
 #pragma unroll
     for (int it = 0; it < 4; ++it) {
       const int i = t + kThreads * it, cc = i >> 3, j = i & 7;
       const std::size_t col = col0 + cc;
       const std::uint32_t r0 = std::uint32_t(j * 16);
-      if (col >= K || r0 >= rt.row_count) continue;
       const uint4 v = *reinterpret_cast<const uint4*>(&s_out[cc][(j ^ ((cc >> kSwzShift) & 7)) * 16]);
-      store_codes16(col_codes + col * M + rt.row_begin + r0, v, rt.row_count - r0, vec);
+      if constexpr (kFull) {
+        store_codes16(line_first + std::size_t(it * (kThreads / 8)) * M, v, 16u, vec);
+      } else {
+        if (col >= K || r0 >= rt.row_count) continue;
+        store_codes16(col_codes + col * M + rt.row_begin + r0, v, rt.row_count - r0, vec);
+      }
     }
   }
 }
+
+template <class Loader>
+__global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m3_1x128_128x1_kernel(
+    Loader ld, std::size_t M, std::size_t K, const RowTile* __restrict__ tiles, TeQuantParams p, bool bf16_input,
+    std::uint8_t* __restrict__ row_codes, float* __restrict__ row_si, std::uint8_t* __restrict__ col_codes,
+    float* __restrict__ col_si, bool col_fast, bool windows) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ float s_cmax[4][kSatTile];
+  pdl_start();
+  const unsigned tile = col_fast ? blockIdx.y : blockIdx.x;
+  // windows: tile i is rows [128 i, min(128 i + 128, M)), known without the tile list's load, whose latency
+  // delayed every block's input copies (one group at (28672,1280) on the H100: +0.7 points; eighth slice).
+  const RowTile rt = windows ? RowTile{tile * std::uint32_t(kSatTile),
+                                       std::uint32_t(M - std::size_t(tile) * kSatTile < std::size_t(kSatTile)
+                                                         ? M - std::size_t(tile) * kSatTile
+                                                         : std::size_t(kSatTile))}
+                             : tiles[tile];
+  const std::size_t cb = col_fast ? blockIdx.x : blockIdx.y;
+  if (rt.row_count == kSatTile && (cb + 1) * kSatTile <= K && K % 8 == 0)
+    quant_tile<Loader, true>(ld, M, K, rt, tile, cb, p, bf16_input, row_codes, row_si, col_codes, col_si, smem_raw,
+                             s_cmax);
+  else
+    quant_tile<Loader, false>(ld, M, K, rt, tile, cb, p, bf16_input, row_codes, row_si, col_codes, col_si, smem_raw,
+                              s_cmax);
+}
+
 
 // col_fast: blockIdx.x runs over the column blocks, so the blocks resident at one time cover a few row tiles
 // whole: each input row is read as one stretch and the row codes go out the same way. For quantize from bf16
@@ -347,7 +405,7 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
 template <class Loader>
 cudaError_t launch(Loader ld, std::size_t rows, std::size_t cols, const RowTile* d_tiles, std::size_t n_tiles,
                    TeQuantParams p, bool bf16_input, std::uint8_t* rc, float* rs, std::uint8_t* cc, float* cs,
-                   bool col_fast, cudaStream_t s, bool pdl) {
+                   bool col_fast, cudaStream_t s, bool pdl, bool windows = false) {
   if (n_tiles == 0 || cols == 0) return cudaSuccess;
   constexpr int kSmem = kSatTile * kSatTile * int(sizeof(typename Loader::Elem));
   const auto kernel = quant_e4m3_1x128_128x1_kernel<Loader>;
@@ -357,7 +415,7 @@ cudaError_t launch(Loader ld, std::size_t rows, std::size_t cols, const RowTile*
   const unsigned ncb = unsigned((cols + kSatTile - 1) / kSatTile);
   const dim3 grid = col_fast ? dim3(ncb, unsigned(n_tiles)) : dim3(unsigned(n_tiles), ncb);
   return launch_kernel(kernel, grid, dim3(kThreads), std::size_t(kSmem), s, pdl, ld, rows, cols, d_tiles, p,
-                       bf16_input, rc, rs, cc, cs, col_fast);
+                       bf16_input, rc, rs, cc, cs, col_fast, windows);
 }
 
 // ---- v2 (see quantize_kernels.hpp) --------------------------------------------------------------------
@@ -678,12 +736,17 @@ __global__ void dequant_e4m3_1x128_kernel(const std::uint8_t* __restrict__ codes
 cudaError_t quant_e4m3_1x128_128x1_te(const void* d_x, QuantInput input, std::size_t rows, std::size_t cols,
                                       const RowTile* d_tiles, std::size_t n_tiles, TeQuantParams p,
                                       std::uint8_t* d_row_codes, float* d_row_si, std::uint8_t* d_col_codes,
-                                      float* d_col_si, cudaStream_t s, bool pdl) {
+                                      float* d_col_si, cudaStream_t s, bool pdl, const GroupBounds* bounds) {
+  bool windows = false;
+  if (bounds != nullptr && bounds->n > 0) {
+    if (!bounds_describe_tiles(*bounds, rows, n_tiles)) return cudaErrorInvalidValue;
+    windows = tiles_are_windows(*bounds);
+  }
   if (input == QuantInput::bf16)
     return launch(LoadBf16{static_cast<const std::uint16_t*>(d_x)}, rows, cols, d_tiles, n_tiles, p, true,
-                  d_row_codes, d_row_si, d_col_codes, d_col_si, true, s, pdl);
+                  d_row_codes, d_row_si, d_col_codes, d_col_si, true, s, pdl, windows);
   return launch(LoadF32{static_cast<const float*>(d_x)}, rows, cols, d_tiles, n_tiles, p, false, d_row_codes,
-                d_row_si, d_col_codes, d_col_si, true, s, pdl);
+                d_row_si, d_col_codes, d_col_si, true, s, pdl, windows);
 }
 
 cudaError_t quant_e4m3_v2(const void* d_x, QuantInput input, std::size_t rows, std::size_t cols,

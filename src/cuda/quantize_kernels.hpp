@@ -23,10 +23,15 @@ struct TeQuantParams {
 };
 
 // One pass: any output pointer pair may be null (that direction is skipped). d_tiles as for the SAT.
+// bounds (optional, group_bounds() of the groups the tiles were made from): where every group starts on a
+// multiple of 128 rows (one group included), each block takes its tile from its index instead of loading it
+// from d_tiles. Same output either way; cudaErrorInvalidValue if the bounds do not make n_tiles tiles of
+// `rows` rows (the check the SAT makes).
 cudaError_t quant_e4m3_1x128_128x1_te(const void* d_x, QuantInput input, std::size_t rows, std::size_t cols,
                                       const RowTile* d_tiles, std::size_t n_tiles, TeQuantParams p,
                                       std::uint8_t* d_row_codes, float* d_row_si, std::uint8_t* d_col_codes,
-                                      float* d_col_si, cudaStream_t s = 0, bool pdl = false);
+                                      float* d_col_si, cudaStream_t s = 0, bool pdl = false,
+                                      const GroupBounds* bounds = nullptr);
 
 // ---- v2: register-resident tiles, 1x128 (+128x1) or 128x128, te_fp32 / te_pow2 / paper_swiglu ----------
 // One 256-thread block per 128-row tile x 128-column block; each thread holds 8 rows x 8 columns of the

@@ -455,6 +455,22 @@ GroupBounds group_bounds(std::size_t rows, const std::vector<std::size_t>& group
   return gb;
 }
 
+bool bounds_describe_tiles(const GroupBounds& bounds, std::size_t rows, std::size_t n_tiles) {
+  if (bounds.n == 0 || bounds.n > std::uint32_t(kMaxBoundGroups) || bounds.begin[0] != 0) return false;
+  std::size_t nt = 0;
+  for (std::uint32_t g = 0; g < bounds.n; ++g) {
+    if (bounds.begin[g + 1] < bounds.begin[g]) return false;
+    nt += (bounds.begin[g + 1] - bounds.begin[g] + kSatTile - 1) / kSatTile;
+  }
+  return nt == n_tiles && bounds.begin[bounds.n] == rows;
+}
+
+bool tiles_are_windows(const GroupBounds& bounds) {
+  for (std::uint32_t g = 0; g < bounds.n; ++g)
+    if (bounds.begin[g] % kSatTile != 0) return false;
+  return true;
+}
+
 cudaError_t sat_transpose_e4m3_1x128(const std::uint8_t* d_codes, const float* d_si, std::size_t rows,
                                      std::size_t cols, const RowTile* d_tiles, std::size_t n_tiles, SatMode mode,
                                      std::uint8_t* d_out_codes, float* d_out_si, cudaStream_t s, bool pdl,
@@ -466,12 +482,8 @@ cudaError_t sat_transpose_e4m3_1x128(const std::uint8_t* d_codes, const float* d
   const bool windows = n_tiles == nw;
   // Other tilings of paper_kernel with the groups' bounds: the windows find their tiles from the bounds.
   const bool use_bounds = mode == SatMode::paper_kernel && !windows && bounds != nullptr && bounds->n > 0;
-  if (use_bounds) {  // the bounds must describe the tile list (make_row_tiles of the same groups)
-    std::size_t nt = 0;
-    for (std::uint32_t g = 0; g < bounds->n; ++g)
-      nt += (bounds->begin[g + 1] - bounds->begin[g] + kSatTile - 1) / kSatTile;
-    if (nt != n_tiles || bounds->begin[bounds->n] != rows) return cudaErrorInvalidValue;
-  }
+  // the bounds must describe the tile list (make_row_tiles of the same groups)
+  if (use_bounds && !bounds_describe_tiles(*bounds, rows, n_tiles)) return cudaErrorInvalidValue;
   const bool async = (windows || use_bounds) && mode != SatMode::exact;
   const dim3 grid = async ? dim3(ncb, nw) : dim3(nw, ncb);
   const auto nt = std::uint32_t(n_tiles);

@@ -35,6 +35,12 @@ struct GroupBounds {
 };
 // The bounds of the groups given to make_row_tiles(rows, groups); n = 0 for more than kMaxBoundGroups groups.
 GroupBounds group_bounds(std::size_t rows, const std::vector<std::size_t>& groups);
+// Whether bounds (n > 0) split `rows` rows into groups that make n_tiles tiles (the kernels' check that the
+// bounds go with the tile list; it does not prove they are the same groups).
+bool bounds_describe_tiles(const GroupBounds& bounds, std::size_t rows, std::size_t n_tiles);
+// Whether every group of bounds (n > 0) starts on a multiple of 128 rows: the tiles are then the 128-row
+// windows, tile i = rows [128 i, min(128 i + 128, rows)).
+bool tiles_are_windows(const GroupBounds& bounds);
 
 // d_tiles: make_row_tiles(...) copied to the device; out scale row of tile i is i. d_si / d_out_si unused
 // (may be null) for SatMode::plain. Asynchronous on `s`; returns the launch error.

@@ -110,19 +110,21 @@ int quantize_bitexact() {
   std::uint64_t seed = 1;
   // The shared shapes, and one whose tile boundaries fall at rows 16 mod 32 (groups that are multiples of 16,
   // not 32; 16-row tiles; a partial last column block): two blocks write the two 16-byte halves of a
-  // 32-byte sector of the column copy.
+  // 32-byte sector of the column copy. Each case with the groups' bounds (window tilings: tiles from the
+  // block index) and without (tiles loaded from the list).
   std::vector<Shape> quant_shapes = shapes();
   quant_shapes.push_back({2000, 1040, {16, 208, 48, 400, 144, 1184}});
   for (const Shape& s : quant_shapes)
     for (const bool bf16 : {false, true})
       for (const bool pow2 : {true, false})
-        for (const float eps : {0.0f, 1e-10f}) {
-          const auto x = adversarial(s.rows, s.cols, seed++, bf16);
-          const auto v = validate_quantize_gpu(x, s.rows, s.cols, bf16 ? QuantInput::bf16 : QuantInput::f32,
-                                               TeQuantParams{pow2, eps}, s.groups);
-          for (const auto& p : v.parts) compared += p.compared;
-          fails += report(v, cases);
-        }
+        for (const float eps : {0.0f, 1e-10f})
+          for (const bool bounds : {true, false}) {
+            const auto x = adversarial(s.rows, s.cols, seed++, bf16);
+            const auto v = validate_quantize_gpu(x, s.rows, s.cols, bf16 ? QuantInput::bf16 : QuantInput::f32,
+                                                 TeQuantParams{pow2, eps}, s.groups, bounds);
+            for (const auto& p : v.parts) compared += p.compared;
+            fails += report(v, cases);
+          }
   fmt::print("quantize_bitexact: {} cases, {} failing, {} values compared\n", cases, fails, compared);
   return fails ? 1 : 0;
 }
