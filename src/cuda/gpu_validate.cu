@@ -136,8 +136,8 @@ GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, 
   if (spec.rule != ScaleRule::te_fp32 && spec.rule != ScaleRule::te_pow2 && spec.rule != ScaleRule::paper_swiglu)
     throw std::invalid_argument("validate_quantize_gpu: rule " + std::string(to_string(spec.rule)) +
                                 " has no GPU kernel (te_fp32, te_pow2, paper_swiglu)");
-  if (spec.kernel == QuantKernel::v1 && (block || spec.rule == ScaleRule::paper_swiglu))
-    throw std::invalid_argument("validate_quantize_gpu: the v1 kernel serves 1x128 te_* only");
+  if (spec.kernel == QuantKernel::v1 && block)
+    throw std::invalid_argument("validate_quantize_gpu: the v1 kernel serves 1x128 only");
   if (x.size() != rows * cols) throw std::invalid_argument("validate_quantize_gpu: size does not match the shape");
   GpuValidation v;
   v.op = op_name(spec);
@@ -178,14 +178,13 @@ GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, 
   DeviceArray<std::uint16_t> dx16(h16);
   DeviceArray<float> dx32(spec.input == QuantInput::bf16 ? std::vector<float>{} : std::vector<float>(x.begin(), x.end()));
   const void* dx = spec.input == QuantInput::bf16 ? static_cast<const void*>(dx16.p) : static_cast<const void*>(dx32.p);
+  const QuantRule r = spec.rule == ScaleRule::te_fp32   ? QuantRule::te_fp32
+                      : spec.rule == ScaleRule::te_pow2 ? QuantRule::te_pow2
+                                                        : QuantRule::paper_swiglu;
   const auto launch = [&]() -> cudaError_t {
     if (spec.kernel == QuantKernel::v1)
-      return quant_e4m3_1x128_128x1_te(dx, spec.input, rows, cols, d_tiles.p, tiles.size(),
-                                       TeQuantParams{spec.rule == ScaleRule::te_pow2, spec.eps}, ac.p, as.p, bc.p, bs.p,
-                                       0, false, spec.v1_bounds ? &bounds : nullptr);
-    const QuantRule r = spec.rule == ScaleRule::te_fp32   ? QuantRule::te_fp32
-                        : spec.rule == ScaleRule::te_pow2 ? QuantRule::te_pow2
-                                                          : QuantRule::paper_swiglu;
+      return quant_e4m3_1x128_128x1(dx, spec.input, rows, cols, d_tiles.p, tiles.size(), QuantV2Params{r, spec.eps},
+                                    ac.p, as.p, bc.p, bs.p, 0, false, spec.v1_bounds ? &bounds : nullptr);
     return quant_e4m3_v2(dx, spec.input, rows, cols, d_tiles.p, tiles.size(),
                          block ? QuantGranularity::g128x128 : QuantGranularity::g1x128, QuantV2Params{r, spec.eps}, ac.p,
                          as.p, bc.p, block ? nullptr : bs.p);
@@ -211,14 +210,6 @@ GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, 
     v.parts.push_back(compare_scales("colwise scale_inv", b_ref.scale_inv, bs_gpu, b_ref.scale_cols));
   }
   return v;
-}
-
-GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, std::size_t cols, QuantInput input,
-                                    TeQuantParams p, const std::vector<std::size_t>& groups, bool v1_bounds) {
-  return validate_quantize_gpu(x, rows, cols,
-                               QuantSpec{input, k1x128, p.pow2 ? ScaleRule::te_pow2 : ScaleRule::te_fp32, p.eps,
-                                         QuantKernel::v1, v1_bounds},
-                               groups);
 }
 
 std::vector<float> adversarial_tensor(std::size_t rows, std::size_t cols, std::uint64_t seed, bool bf16) {

@@ -46,10 +46,6 @@ GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, 
 // boundaries of both rules). bf16: every value truncated to a bf16 value.
 std::vector<float> adversarial_tensor(std::size_t rows, std::size_t cols, std::uint64_t seed, bool bf16);
 
-// v1 (legacy signature): te_pow2 / te_fp32 1x128 rowwise and 128x1 columnwise.
-GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, std::size_t cols, QuantInput input,
-                                    TeQuantParams p, const std::vector<std::size_t>& groups,
-                                    bool v1_bounds = true);
 // Transpose a rowwise 1x128 te_pow2 e4m3 tensor: naive, paper_kernel or exact (RNE).
 GpuValidation validate_transpose_gpu(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups,
                                      TransposeMethod m);

@@ -47,6 +47,25 @@ __device__ __forceinline__ ScalePair te_scale(float amax, float eps, bool pow2, 
   return {scale, __fdiv_rn(1.0f, scale)};
 }
 
+constexpr std::uint32_t kRuleTeFp32 = 0, kRuleTePow2 = 1, kRuleSwiglu = 2;
+constexpr float kSwigluAmaxFloor = 1e-10f;  // tl.maximum(amax, 1e-10) (src/quant/scale_rules.cpp)
+
+// The scale of a block from its amax (the fmaxf fold of |x| from 0, NaN ignored), any of the three rules
+// (QuantRule's values); te_* floor amax at eps.
+__device__ __forceinline__ ScalePair rule_scale(float amax, std::uint32_t rule, float eps, bool bf16_input) {
+  if (rule == kRuleSwiglu) {
+    // si = 2^ceil(log2(RN32(amax / 448))); y / si == y * 2^-E exactly: both are RN32 of the same real
+    // value because 1/si is a power of two that fp32 represents (E(si) in [-42, 120]); si = Inf (Inf in
+    // the block) gives factor 0: finite -> +-0 as y / Inf, Inf -> NaN as Inf / Inf.
+    const float t = __fdiv_rn(fmaxf(amax, kSwigluAmaxFloor), kFmax);
+    const std::uint32_t b = __float_as_uint(t);
+    const std::uint32_t e = ((b >> 23) & 0xFFu) + ((b & 0x7FFFFFu) != 0u ? 1u : 0u);
+    const float rcp = e >= 255u ? 0.0f : e == 254u ? __uint_as_float(0x00400000u) : __uint_as_float((254u - e) << 23);
+    return {rcp, __uint_as_float(e << 23)};
+  }
+  return te_scale(amax, eps, rule == kRuleTePow2, bf16_input);
+}
+
 __device__ __forceinline__ std::uint32_t cvt2(float a, float b) {  // a -> low byte
   return std::uint32_t(__nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3));
 }
@@ -196,7 +215,7 @@ constexpr int kQuantBlocksPerSm = sizeof(typename Loader::Elem) == 2 ? 6 : 3;
 // 64-bit index products were a third of the kernel's instructions; docs/gpu.md, eighth slice).
 template <class Loader, bool kFull>
 __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std::size_t K, RowTile rt, unsigned tile,
-                                           std::size_t cb, const TeQuantParams& p, bool bf16_input,
+                                           std::size_t cb, std::uint32_t rule, float eps, bool bf16_input,
                                            std::uint8_t* __restrict__ row_codes, float* __restrict__ row_si,
                                            std::uint8_t* __restrict__ col_codes, float* __restrict__ col_si,
                                            unsigned char* smem_raw, float (*s_cmax)[kSatTile]) {
@@ -247,7 +266,7 @@ __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std:
       }
 #pragma unroll
       for (int o = 4; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xFFFFFFFFu, a, o));
-      const ScalePair ts = te_scale(a, p.eps, p.pow2, bf16_input);
+      const ScalePair ts = rule_scale(a, rule, eps, bf16_input);
       const float scale = ts.factor;
       std::uint8_t* dst;
       if constexpr (kFull) {
@@ -294,8 +313,8 @@ __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std:
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int c = 2 * pr + e;
-        const ScalePair ts = te_scale(fmaxf(fmaxf(s_cmax[0][c], s_cmax[1][c]), fmaxf(s_cmax[2][c], s_cmax[3][c])),
-                                      p.eps, p.pow2, bf16_input);
+        const ScalePair ts = rule_scale(fmaxf(fmaxf(s_cmax[0][c], s_cmax[1][c]), fmaxf(s_cmax[2][c], s_cmax[3][c])),
+                                        rule, eps, bf16_input);
         sc[e] = ts.factor;
         if (q == 0 && (kFull || col0 + c < K)) col_si[std::size_t(tile) * K + col0 + c] = ts.si;
       }
@@ -328,7 +347,7 @@ __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std:
       for (int r = rbeg; r < rbeg + 64; ++r) a = fmaxf(a, fabsf(Loader::value(sm[r * kSatTile + c])));
       s_cmax[h][c] = a;
       __syncthreads();
-      const ScalePair ts = te_scale(fmaxf(s_cmax[0][c], s_cmax[1][c]), p.eps, p.pow2, bf16_input);
+      const ScalePair ts = rule_scale(fmaxf(s_cmax[0][c], s_cmax[1][c]), rule, eps, bf16_input);
       const float scale = ts.factor;
       std::uint32_t w[4][4];  // this thread's 64 rows of column c, encoded, until the tile may be overwritten
 #pragma unroll
@@ -374,7 +393,8 @@ __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std:
 
 template <class Loader>
 __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m3_1x128_128x1_kernel(
-    Loader ld, std::size_t M, std::size_t K, const RowTile* __restrict__ tiles, TeQuantParams p, bool bf16_input,
+    Loader ld, std::size_t M, std::size_t K, const RowTile* __restrict__ tiles, std::uint32_t rule, float eps,
+    bool bf16_input,
     std::uint8_t* __restrict__ row_codes, float* __restrict__ row_si, std::uint8_t* __restrict__ col_codes,
     float* __restrict__ col_si, bool col_fast, bool windows) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -390,10 +410,10 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
                              : tiles[tile];
   const std::size_t cb = col_fast ? blockIdx.x : blockIdx.y;
   if (rt.row_count == kSatTile && (cb + 1) * kSatTile <= K && K % 8 == 0)
-    quant_tile<Loader, true>(ld, M, K, rt, tile, cb, p, bf16_input, row_codes, row_si, col_codes, col_si, smem_raw,
+    quant_tile<Loader, true>(ld, M, K, rt, tile, cb, rule, eps, bf16_input, row_codes, row_si, col_codes, col_si, smem_raw,
                              s_cmax);
   else
-    quant_tile<Loader, false>(ld, M, K, rt, tile, cb, p, bf16_input, row_codes, row_si, col_codes, col_si, smem_raw,
+    quant_tile<Loader, false>(ld, M, K, rt, tile, cb, rule, eps, bf16_input, row_codes, row_si, col_codes, col_si, smem_raw,
                               s_cmax);
 }
 
@@ -404,7 +424,7 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
 // naive transpose is ~0.5 points faster with row tiles fastest and keeps that order.
 template <class Loader>
 cudaError_t launch(Loader ld, std::size_t rows, std::size_t cols, const RowTile* d_tiles, std::size_t n_tiles,
-                   TeQuantParams p, bool bf16_input, std::uint8_t* rc, float* rs, std::uint8_t* cc, float* cs,
+                   QuantV2Params p, bool bf16_input, std::uint8_t* rc, float* rs, std::uint8_t* cc, float* cs,
                    bool col_fast, cudaStream_t s, bool pdl, bool windows = false) {
   if (n_tiles == 0 || cols == 0) return cudaSuccess;
   constexpr int kSmem = kSatTile * kSatTile * int(sizeof(typename Loader::Elem));
@@ -414,32 +434,14 @@ cudaError_t launch(Loader ld, std::size_t rows, std::size_t cols, const RowTile*
   if (attr != cudaSuccess) return attr;
   const unsigned ncb = unsigned((cols + kSatTile - 1) / kSatTile);
   const dim3 grid = col_fast ? dim3(ncb, unsigned(n_tiles)) : dim3(unsigned(n_tiles), ncb);
-  return launch_kernel(kernel, grid, dim3(kThreads), std::size_t(kSmem), s, pdl, ld, rows, cols, d_tiles, p,
-                       bf16_input, rc, rs, cc, cs, col_fast, windows);
+  return launch_kernel(kernel, grid, dim3(kThreads), std::size_t(kSmem), s, pdl, ld, rows, cols, d_tiles,
+                       std::uint32_t(p.rule), p.eps, bf16_input, rc, rs, cc, cs, col_fast, windows);
 }
 
 // ---- v2 (see quantize_kernels.hpp) --------------------------------------------------------------------
 // Thread t: warp w = t / 32, half h = lane / 16, L = lane % 16. It holds tile rows w*16 + h*8 + i (i < 8)
 // and columns L*8 + j (j < 8): a half-warp reads one row's 128 elements contiguously (bf16: one 16-byte
 // load per row; fp32: two). bf16 values stay packed (two per word), fp32 as bits.
-constexpr std::uint32_t kRuleTeFp32 = 0, kRuleTePow2 = 1, kRuleSwiglu = 2;
-constexpr float kSwigluAmaxFloor = 1e-10f;  // tl.maximum(amax, 1e-10) (src/quant/scale_rules.cpp)
-
-// amax is the fmaxf fold of |x| from 0 (NaN ignored), computed as an integer max on the |x| bits.
-__device__ __forceinline__ ScalePair rule_scale(float amax, std::uint32_t rule, float eps, bool bf16_input) {
-  if (rule == kRuleSwiglu) {
-    // si = 2^ceil(log2(RN32(amax / 448))); y / si == y * 2^-E exactly: both are RN32 of the same real
-    // value because 1/si is a power of two that fp32 represents (E(si) in [-42, 120]); si = Inf (Inf in
-    // the block) gives factor 0: finite -> +-0 as y / Inf, Inf -> NaN as Inf / Inf.
-    const float t = __fdiv_rn(fmaxf(amax, kSwigluAmaxFloor), kFmax);
-    const std::uint32_t b = __float_as_uint(t);
-    const std::uint32_t e = ((b >> 23) & 0xFFu) + ((b & 0x7FFFFFu) != 0u ? 1u : 0u);
-    const float rcp = e >= 255u ? 0.0f : e == 254u ? __uint_as_float(0x00400000u) : __uint_as_float((254u - e) << 23);
-    return {rcp, __uint_as_float(e << 23)};
-  }
-  return te_scale(amax, eps, rule == kRuleTePow2, bf16_input);
-}
-
 // |x| bits with NaN -> 0, two bf16 per word (per 16-bit half) or one fp32.
 __device__ __forceinline__ std::uint32_t abs_bf16x2(std::uint32_t w) {
   const std::uint32_t a = w & 0x7FFF7FFFu;
@@ -737,6 +739,17 @@ cudaError_t quant_e4m3_1x128_128x1_te(const void* d_x, QuantInput input, std::si
                                       const RowTile* d_tiles, std::size_t n_tiles, TeQuantParams p,
                                       std::uint8_t* d_row_codes, float* d_row_si, std::uint8_t* d_col_codes,
                                       float* d_col_si, cudaStream_t s, bool pdl, const GroupBounds* bounds) {
+  return quant_e4m3_1x128_128x1(d_x, input, rows, cols, d_tiles, n_tiles,
+                                QuantV2Params{p.pow2 ? QuantRule::te_pow2 : QuantRule::te_fp32, p.eps}, d_row_codes,
+                                d_row_si, d_col_codes, d_col_si, s, pdl, bounds);
+}
+
+cudaError_t quant_e4m3_1x128_128x1(const void* d_x, QuantInput input, std::size_t rows, std::size_t cols,
+                                   const RowTile* d_tiles, std::size_t n_tiles, QuantV2Params p,
+                                   std::uint8_t* d_row_codes, float* d_row_si, std::uint8_t* d_col_codes,
+                                   float* d_col_si, cudaStream_t s, bool pdl, const GroupBounds* bounds) {
+  static_assert(std::uint32_t(QuantRule::te_fp32) == kRuleTeFp32 && std::uint32_t(QuantRule::te_pow2) == kRuleTePow2 &&
+                std::uint32_t(QuantRule::paper_swiglu) == kRuleSwiglu);
   bool windows = false;
   if (bounds != nullptr && bounds->n > 0) {
     if (!bounds_describe_tiles(*bounds, rows, n_tiles)) return cudaErrorInvalidValue;
@@ -769,7 +782,7 @@ cudaError_t quant_e4m3_v2(const void* d_x, QuantInput input, std::size_t rows, s
 cudaError_t transpose_naive_e4m3_1x128(const std::uint8_t* d_codes, const float* d_si, std::size_t rows,
                                        std::size_t cols, const RowTile* d_tiles, std::size_t n_tiles, float eps,
                                        std::uint8_t* d_col_codes, float* d_col_si, cudaStream_t s, bool pdl) {
-  return launch(LoadDequant{d_codes, d_si}, rows, cols, d_tiles, n_tiles, TeQuantParams{true, eps}, false, nullptr,
+  return launch(LoadDequant{d_codes, d_si}, rows, cols, d_tiles, n_tiles, QuantV2Params{QuantRule::te_pow2, eps}, false, nullptr,
                 nullptr, d_col_codes, d_col_si, false, s, pdl);
 }
 

@@ -1,7 +1,7 @@
-// Quantize bf16/fp32 -> e4m3 with te_fp32 / te_pow2 (PAPER.md 3.1) on sm_90: 1x128 rowwise and 128x1
-// columnwise in one pass over the input (v1: tile staged in shared memory; v2: tile in registers, also
-// 128x128 blocks and the paper_swiglu rule, PAPER.md 3.3); the naive transpose (dequantize -> transpose -> 128x1 te_pow2,
-// the double_quant path); dequantize. Same semantics as fp8flow::quantize / transpose_naive / dequantize.
+// Quantize bf16/fp32 -> e4m3 with te_fp32 / te_pow2 (PAPER.md 3.1) or paper_swiglu (PAPER.md 3.3) on sm_90:
+// 1x128 rowwise and 128x1 columnwise in one pass over the input (v1: tile staged in shared memory, the
+// faster; v2: tile in registers, also 128x128 blocks); the naive transpose (dequantize -> transpose -> 128x1
+// te_pow2, the double_quant path); dequantize. Same semantics as fp8flow::quantize / transpose_naive / dequantize.
 // pdl: programmatic dependent launch, as for sat_transpose_e4m3_1x128 (sat_kernels.hpp).
 // Layouts: rowwise codes [M, K], scale_inv COMPACT [M, ceil(K/128)]; columnwise codes stored transposed
 // [K, M], scale_inv [row tiles, K] (row tiles restart at each expert group, see sat_kernels.hpp).
@@ -44,6 +44,14 @@ struct QuantV2Params {
   QuantRule rule = QuantRule::te_pow2;
   float eps = 0.0f;  // te_*: amax floor; paper_swiglu uses its own fixed floor 1e-10 and ignores this
 };
+// The v1 kernel with any of the three rules (quant_e4m3_1x128_128x1_te is it with te_pow2 / te_fp32):
+// rowwise 1x128 codes [M, K] + scale_inv [M, ceil(K/128)] and columnwise 128x1 codes stored transposed
+// [K, M] + scale_inv [n_tiles, K], as quant_e4m3_v2 with g1x128 makes them (same bytes), faster.
+cudaError_t quant_e4m3_1x128_128x1(const void* d_x, QuantInput input, std::size_t rows, std::size_t cols,
+                                   const RowTile* d_tiles, std::size_t n_tiles, QuantV2Params p,
+                                   std::uint8_t* d_row_codes, float* d_row_si, std::uint8_t* d_col_codes,
+                                   float* d_col_si, cudaStream_t s = 0, bool pdl = false,
+                                   const GroupBounds* bounds = nullptr);
 // g1x128:   a = rowwise 1x128 codes [M, K] + scale_inv [M, ceil(K/128)];
 //           b = columnwise 128x1 codes stored transposed [K, M] + scale_inv [n_tiles, K].
 // g128x128: a = block codes [M, K] + scale_inv [n_tiles, ceil(K/128)] (a_si required);
