@@ -311,17 +311,23 @@ int main(int argc, char** argv) {
                              out + i * n, rsi + i * ns, out2 + i * n,
                              gr == QuantGranularity::g1x128 ? osi + i * nos : nullptr);
       };
-      const auto v1 = [&](bool pdl, QuantRule rule) {
+      const auto v1 = [&](bool pdl, QuantRule rule, QuantGranularity gr = QuantGranularity::g1x128) {
+        const bool blk = gr == QuantGranularity::g128x128;
         return timer.median_ms(S, [&](int i) {
-          return quant_e4m3_1x128_128x1(x + i * n, QuantInput::bf16, M, K, d_tiles, nt, QuantV2Params{rule, 0.0f},
-                                        out + i * n, rsi + i * ns, out2 + i * n, osi + i * nos, 0, pdl, &bounds);
+          return quant_e4m3_v1(x + i * n, QuantInput::bf16, M, K, d_tiles, nt, gr, QuantV2Params{rule, 0.0f},
+                               out + i * n, rsi + i * ns, out2 + i * n, blk ? nullptr : osi + i * nos, 0, pdl, &bounds);
         });
       };
       rows.push_back({"quant_1x128_128x1_te_pow2_bf16_v1", M, K, ng, v1(false, QuantRule::te_pow2), q_bytes});
       if (with_pdl)
         rows.push_back({"quant_1x128_128x1_te_pow2_bf16_v1+pdl", M, K, ng, v1(true, QuantRule::te_pow2), q_bytes});
-      if (ng == 1)
+      if (ng == 1) {
         rows.push_back({"quant_1x128_128x1_paper_swiglu_bf16_v1", M, K, ng, v1(false, QuantRule::paper_swiglu), q_bytes});
+        rows.push_back({"quant_128x128_T_te_pow2_bf16_v1", M, K, ng,
+                        v1(false, QuantRule::te_pow2, QuantGranularity::g128x128), qb_bytes});
+        rows.push_back({"quant_128x128_T_paper_swiglu_bf16_v1", M, K, ng,
+                        v1(false, QuantRule::paper_swiglu, QuantGranularity::g128x128), qb_bytes});
+      }
       rows.push_back({"quant_1x128_128x1_te_pow2_bf16_v2", M, K, ng, timer.median_ms(S, [&](int i) {
                         return v2(i, QuantGranularity::g1x128, QuantRule::te_pow2);
                       }),

@@ -10,7 +10,7 @@
 #                              (also with window tiles, and with groups whose tiles share 32-byte sectors of
 #                              the column copy)
 #   OUT_DIR/kernels_bench.txt  fp8flow-gpu-bench (copy bandwidth, SAT 1 and 8 groups, transposes, quantize)
-# Budget: <= 240 s on an H100 (each step has its own timeout). Exit status non-zero if any step failed.
+# Budget: <= 300 s on an H100 (each step has its own timeout). Exit status non-zero if any step failed.
 set -uo pipefail
 B=${1:?usage: check_kernels.sh BUNDLE_DIR OUT_DIR [--no-bench]}
 O=${2:?usage: check_kernels.sh BUNDLE_DIR OUT_DIR [--no-bench]}
@@ -24,7 +24,7 @@ rc=0
   echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
   step "gpu test transpose_bitexact" 90 "$B/run" fp8flow-gpu-tests transpose_bitexact
   step "gpu test quantize_v2_bitexact" 90 "$B/run" fp8flow-gpu-tests quantize_v2_bitexact
-  step "gpu test quantize_bitexact (v1)" 60 "$B/run" fp8flow-gpu-tests quantize_bitexact
+  step "gpu test quantize_bitexact (v1)" 180 "$B/run" fp8flow-gpu-tests quantize_bitexact
   step "gpu test quantize_swiglu_edges" 30 "$B/run" fp8flow-gpu-tests quantize_swiglu_edges
   step "gpu test dequantize_bitexact" 30 "$B/run" fp8flow-gpu-tests dequantize_bitexact
   step "gpu test pdl_chain" 60 "$B/run" fp8flow-gpu-tests pdl_chain

@@ -126,8 +126,7 @@ int run_gpu(const ValidateArgs& a, const GlobalOptions& g) {
             return cuda::QuantSpec{bf16 ? cuda::QuantInput::bf16 : cuda::QuantInput::f32, t, r, a.eps, k};
           };
           results.push_back(cuda::validate_quantize_gpu(in, rows, cols, spec(cuda::QuantKernel::v2), groups));
-          if (t == k1x128)  // the v1 kernel too
-            results.push_back(cuda::validate_quantize_gpu(in, rows, cols, spec(cuda::QuantKernel::v1), groups));
+          results.push_back(cuda::validate_quantize_gpu(in, rows, cols, spec(cuda::QuantKernel::v1), groups));
         }
   }
   if (all || a.op == "transpose" || a.op == "dequantize") {

@@ -136,8 +136,6 @@ GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, 
   if (spec.rule != ScaleRule::te_fp32 && spec.rule != ScaleRule::te_pow2 && spec.rule != ScaleRule::paper_swiglu)
     throw std::invalid_argument("validate_quantize_gpu: rule " + std::string(to_string(spec.rule)) +
                                 " has no GPU kernel (te_fp32, te_pow2, paper_swiglu)");
-  if (spec.kernel == QuantKernel::v1 && block)
-    throw std::invalid_argument("validate_quantize_gpu: the v1 kernel serves 1x128 only");
   if (x.size() != rows * cols) throw std::invalid_argument("validate_quantize_gpu: size does not match the shape");
   GpuValidation v;
   v.op = op_name(spec);
@@ -183,8 +181,9 @@ GpuValidation validate_quantize_gpu(std::span<const float> x, std::size_t rows, 
                                                         : QuantRule::paper_swiglu;
   const auto launch = [&]() -> cudaError_t {
     if (spec.kernel == QuantKernel::v1)
-      return quant_e4m3_1x128_128x1(dx, spec.input, rows, cols, d_tiles.p, tiles.size(), QuantV2Params{r, spec.eps},
-                                    ac.p, as.p, bc.p, bs.p, 0, false, spec.v1_bounds ? &bounds : nullptr);
+      return quant_e4m3_v1(dx, spec.input, rows, cols, d_tiles.p, tiles.size(),
+                           block ? QuantGranularity::g128x128 : QuantGranularity::g1x128, QuantV2Params{r, spec.eps},
+                           ac.p, as.p, bc.p, block ? nullptr : bs.p, 0, false, spec.v1_bounds ? &bounds : nullptr);
     return quant_e4m3_v2(dx, spec.input, rows, cols, d_tiles.p, tiles.size(),
                          block ? QuantGranularity::g128x128 : QuantGranularity::g1x128, QuantV2Params{r, spec.eps}, ac.p,
                          as.p, bc.p, block ? nullptr : bs.p);

@@ -18,8 +18,8 @@ namespace fp8flow::cuda {
 using io::BitCompare;     // the result structs live in src/io (CPU code: HDF5 records, CPU-side tests)
 using io::GpuValidation;
 
-// Which quantize kernel: v1 (tile staged in shared memory; 1x128 + 128x1, te_* only) or v2 (tile in
-// registers; 1x128 + 128x1 and 128x128 + transposed copy; te_fp32, te_pow2, paper_swiglu).
+// Which quantize kernel: v1 (tile staged in shared memory) or v2 (tile in registers); both serve 1x128 +
+// 128x1 and 128x128 + transposed copy with te_fp32, te_pow2 and paper_swiglu.
 enum class QuantKernel { v1, v2 };
 struct QuantSpec {
   QuantInput input = QuantInput::f32;

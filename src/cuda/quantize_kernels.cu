@@ -213,7 +213,7 @@ constexpr int kQuantBlocksPerSm = sizeof(typename Loader::Elem) == 2 ? 6 : 3;
 // One tile. kFull: 128 rows, 128 columns inside the tensor, K % 8 == 0 (every tile but those at the
 // tensor's edges): no bounds checks, output pointers advanced by constant strides (the bounds checks and
 // 64-bit index products were a third of the kernel's instructions; docs/gpu.md, eighth slice).
-template <class Loader, bool kFull>
+template <class Loader, bool kFull, bool kBlock>
 __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std::size_t K, RowTile rt, unsigned tile,
                                            std::size_t cb, std::uint32_t rule, float eps, bool bf16_input,
                                            std::uint8_t* __restrict__ row_codes, float* __restrict__ row_si,
@@ -232,6 +232,44 @@ __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std:
   if constexpr (kFull && Loader::kFullPath) ld.load_full(sm, rt, col0, K, t);
   else ld.load(sm, rt, col0, K, t);
   __syncthreads();
+
+  // 128x128: one scale for the tile, from the max over its elements (zeros past the tensor's edges change
+  // nothing): each thread's 64 elements of the row pass, the warp, then the 8 warps' maxima. Its scale_inv
+  // goes to row_si[tile][column block]; both code copies use it (the same codes).
+  float block_factor = 0.0f;
+  if constexpr (kBlock) {
+    const int q = lane >> 3, j = lane & 7;
+    float a = 0.0f;
+#pragma unroll
+    for (int it = 0; it < 4; ++it) {
+      const int r = warp * 16 + it * 4 + q;
+      if constexpr (kBf16) {
+        const uint4 w0 = *reinterpret_cast<const uint4*>(sm + r * kSatTile + j * 8);
+        const uint4 w1 = *reinterpret_cast<const uint4*>(sm + r * kSatTile + 64 + j * 8);
+        const std::uint32_t u[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+        std::uint32_t m = 0u;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) m = bf16x2_max(m, u[e] & kAbsBf16x2);
+        a = fmaxf(a, fmaxf(bf16_lo(m), bf16_hi(m)));
+      } else {
+        float xv[16];
+        load8<Loader>(sm + r * kSatTile + j * 8, xv);
+        load8<Loader>(sm + r * kSatTile + 64 + j * 8, xv + 8);
+#pragma unroll
+        for (int e = 0; e < 16; ++e) a = fmaxf(a, fabsf(xv[e]));
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xFFFFFFFFu, a, o));
+    if (lane == 0) s_cmax[0][warp] = a;
+    __syncthreads();
+    a = s_cmax[0][0];
+#pragma unroll
+    for (int w = 1; w < kThreads / 32; ++w) a = fmaxf(a, s_cmax[0][w]);
+    const ScalePair bs = rule_scale(a, rule, eps, bf16_input);
+    block_factor = bs.factor;
+    if (t == 0) row_si[std::size_t(tile) * scols + cb] = bs.si;
+  }
 
   if (row_codes) {  // 1x128 rowwise: eight lanes per row, four rows per warp step, 16 elements per lane
     // Lane j of a row holds columns 8j..8j+7 and 64+8j..64+8j+7: each 8-lane phase of a shared load reads
@@ -253,7 +291,7 @@ __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std:
         std::uint32_t m = 0u;
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
-          m = bf16x2_max(m, u[e] & kAbsBf16x2);
+          if constexpr (!kBlock) m = bf16x2_max(m, u[e] & kAbsBf16x2);
           xv[2 * e] = bf16_lo(u[e]);
           xv[2 * e + 1] = bf16_hi(u[e]);
         }
@@ -261,21 +299,26 @@ __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std:
       } else {
         load8<Loader>(sm + r * kSatTile + j * 8, xv);
         load8<Loader>(sm + r * kSatTile + 64 + j * 8, xv + 8);
+        if constexpr (!kBlock) {
 #pragma unroll
-        for (int e = 0; e < 16; ++e) a = fmaxf(a, fabsf(xv[e]));  // NaN-dropping max: any order, same bits
+          for (int e = 0; e < 16; ++e) a = fmaxf(a, fabsf(xv[e]));  // NaN-dropping max: any order, same bits
+        }
       }
+      ScalePair ts{block_factor, 0.0f};
+      if constexpr (!kBlock) {
 #pragma unroll
-      for (int o = 4; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xFFFFFFFFu, a, o));
-      const ScalePair ts = rule_scale(a, rule, eps, bf16_input);
+        for (int o = 4; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xFFFFFFFFu, a, o));
+        ts = rule_scale(a, rule, eps, bf16_input);
+      }
       const float scale = ts.factor;
       std::uint8_t* dst;
       if constexpr (kFull) {
         dst = dst_first + std::size_t(it * 4) * K;
-        if (j == 0) si_first[std::size_t(it * 4) * scols] = ts.si;
+        if (!kBlock && j == 0) si_first[std::size_t(it * 4) * scols] = ts.si;
       } else {
         if (std::uint32_t(r) >= rt.row_count) continue;
         const std::size_t row = rt.row_begin + r;
-        if (j == 0) row_si[row * scols + cb] = ts.si;
+        if (!kBlock && j == 0) row_si[row * scols + cb] = ts.si;
         dst = row_codes + row * K + col0 + j * 8;
       }
 #pragma unroll
@@ -303,20 +346,22 @@ __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std:
       // A warp reads 32 consecutive words of a row (no bank conflicts); the maxima run on packed pairs.
       const int pr = t & 63, q = t >> 6, rbeg = q * 32;
       const std::uint32_t* sw = reinterpret_cast<const std::uint32_t*>(smem_raw) + pr;
-      std::uint32_t m = 0u;
+      float sc[2] = {block_factor, block_factor};  // 128x128: the tile's scale (the row codes, transposed)
+      if constexpr (!kBlock) {
+        std::uint32_t m = 0u;
 #pragma unroll 8
-      for (int r = rbeg; r < rbeg + 32; ++r) m = bf16x2_max(m, sw[r * (kSatTile / 2)] & kAbsBf16x2);
-      s_cmax[q][2 * pr] = bf16_lo(m);
-      s_cmax[q][2 * pr + 1] = bf16_hi(m);
-      __syncthreads();
-      float sc[2];
+        for (int r = rbeg; r < rbeg + 32; ++r) m = bf16x2_max(m, sw[r * (kSatTile / 2)] & kAbsBf16x2);
+        s_cmax[q][2 * pr] = bf16_lo(m);
+        s_cmax[q][2 * pr + 1] = bf16_hi(m);
+        __syncthreads();
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int c = 2 * pr + e;
-        const ScalePair ts = rule_scale(fmaxf(fmaxf(s_cmax[0][c], s_cmax[1][c]), fmaxf(s_cmax[2][c], s_cmax[3][c])),
-                                        rule, eps, bf16_input);
-        sc[e] = ts.factor;
-        if (q == 0 && (kFull || col0 + c < K)) col_si[std::size_t(tile) * K + col0 + c] = ts.si;
+        for (int e = 0; e < 2; ++e) {
+          const int c = 2 * pr + e;
+          const ScalePair ts = rule_scale(
+              fmaxf(fmaxf(s_cmax[0][c], s_cmax[1][c]), fmaxf(s_cmax[2][c], s_cmax[3][c])), rule, eps, bf16_input);
+          sc[e] = ts.factor;
+          if (q == 0 && (kFull || col0 + c < K)) col_si[std::size_t(tile) * K + col0 + c] = ts.si;
+        }
       }
       std::uint32_t w[2][8];  // [column 2pr + e][rows rbeg + 4u .. +3], until the tile may be overwritten
 #pragma unroll
@@ -343,11 +388,14 @@ __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std:
       // Two threads per column (64 rows each), lanes on consecutive columns.
       const int c = t & (kSatTile - 1), h = t >> 7;
       const int rbeg = h * 64;
-      float a = 0.0f;
-      for (int r = rbeg; r < rbeg + 64; ++r) a = fmaxf(a, fabsf(Loader::value(sm[r * kSatTile + c])));
-      s_cmax[h][c] = a;
-      __syncthreads();
-      const ScalePair ts = rule_scale(fmaxf(s_cmax[0][c], s_cmax[1][c]), rule, eps, bf16_input);
+      ScalePair ts{block_factor, 0.0f};  // 128x128: the tile's scale
+      if constexpr (!kBlock) {
+        float a = 0.0f;
+        for (int r = rbeg; r < rbeg + 64; ++r) a = fmaxf(a, fabsf(Loader::value(sm[r * kSatTile + c])));
+        s_cmax[h][c] = a;
+        __syncthreads();
+        ts = rule_scale(fmaxf(s_cmax[0][c], s_cmax[1][c]), rule, eps, bf16_input);
+      }
       const float scale = ts.factor;
       std::uint32_t w[4][4];  // this thread's 64 rows of column c, encoded, until the tile may be overwritten
 #pragma unroll
@@ -362,7 +410,7 @@ __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std:
                       __fmul_rn(Loader::value(sm[(r + 3) * kSatTile + c]), scale));
         }
       }
-      if (h == 0 && col0 + c < K) col_si[std::size_t(tile) * K + col0 + c] = ts.si;
+      if (!kBlock && h == 0 && col0 + c < K) col_si[std::size_t(tile) * K + col0 + c] = ts.si;
       __syncthreads();  // every element read: the tile's memory becomes s_out
 #pragma unroll
       for (int ch = 0; ch < 4; ++ch) {
@@ -391,7 +439,7 @@ __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std:
   }
 }
 
-template <class Loader>
+template <class Loader, bool kBlock>
 __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m3_1x128_128x1_kernel(
     Loader ld, std::size_t M, std::size_t K, const RowTile* __restrict__ tiles, std::uint32_t rule, float eps,
     bool bf16_input,
@@ -410,10 +458,10 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
                              : tiles[tile];
   const std::size_t cb = col_fast ? blockIdx.x : blockIdx.y;
   if (rt.row_count == kSatTile && (cb + 1) * kSatTile <= K && K % 8 == 0)
-    quant_tile<Loader, true>(ld, M, K, rt, tile, cb, rule, eps, bf16_input, row_codes, row_si, col_codes, col_si, smem_raw,
+    quant_tile<Loader, true, kBlock>(ld, M, K, rt, tile, cb, rule, eps, bf16_input, row_codes, row_si, col_codes, col_si, smem_raw,
                              s_cmax);
   else
-    quant_tile<Loader, false>(ld, M, K, rt, tile, cb, rule, eps, bf16_input, row_codes, row_si, col_codes, col_si, smem_raw,
+    quant_tile<Loader, false, kBlock>(ld, M, K, rt, tile, cb, rule, eps, bf16_input, row_codes, row_si, col_codes, col_si, smem_raw,
                               s_cmax);
 }
 
@@ -422,13 +470,14 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
 // whole: each input row is read as one stretch and the row codes go out the same way. For quantize from bf16
 // on the H100 that moved 80-81% of copy bandwidth to 88% at the large shapes (docs/gpu.md, fourth slice); the
 // naive transpose is ~0.5 points faster with row tiles fastest and keeps that order.
-template <class Loader>
+// kBlock: 128x128 (rs = the tile scales, cs unused), else 1x128 + 128x1.
+template <bool kBlock = false, class Loader>
 cudaError_t launch(Loader ld, std::size_t rows, std::size_t cols, const RowTile* d_tiles, std::size_t n_tiles,
                    QuantV2Params p, bool bf16_input, std::uint8_t* rc, float* rs, std::uint8_t* cc, float* cs,
                    bool col_fast, cudaStream_t s, bool pdl, bool windows = false) {
   if (n_tiles == 0 || cols == 0) return cudaSuccess;
   constexpr int kSmem = kSatTile * kSatTile * int(sizeof(typename Loader::Elem));
-  const auto kernel = quant_e4m3_1x128_128x1_kernel<Loader>;
+  const auto kernel = quant_e4m3_1x128_128x1_kernel<Loader, kBlock>;
   // Once per kernel and process (a static initialiser is thread-safe); kept out of the timed launches.
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (attr != cudaSuccess) return attr;
@@ -739,27 +788,34 @@ cudaError_t quant_e4m3_1x128_128x1_te(const void* d_x, QuantInput input, std::si
                                       const RowTile* d_tiles, std::size_t n_tiles, TeQuantParams p,
                                       std::uint8_t* d_row_codes, float* d_row_si, std::uint8_t* d_col_codes,
                                       float* d_col_si, cudaStream_t s, bool pdl, const GroupBounds* bounds) {
-  return quant_e4m3_1x128_128x1(d_x, input, rows, cols, d_tiles, n_tiles,
-                                QuantV2Params{p.pow2 ? QuantRule::te_pow2 : QuantRule::te_fp32, p.eps}, d_row_codes,
-                                d_row_si, d_col_codes, d_col_si, s, pdl, bounds);
+  return quant_e4m3_v1(d_x, input, rows, cols, d_tiles, n_tiles, QuantGranularity::g1x128,
+                       QuantV2Params{p.pow2 ? QuantRule::te_pow2 : QuantRule::te_fp32, p.eps}, d_row_codes, d_row_si,
+                       d_col_codes, d_col_si, s, pdl, bounds);
 }
 
-cudaError_t quant_e4m3_1x128_128x1(const void* d_x, QuantInput input, std::size_t rows, std::size_t cols,
-                                   const RowTile* d_tiles, std::size_t n_tiles, QuantV2Params p,
-                                   std::uint8_t* d_row_codes, float* d_row_si, std::uint8_t* d_col_codes,
-                                   float* d_col_si, cudaStream_t s, bool pdl, const GroupBounds* bounds) {
+cudaError_t quant_e4m3_v1(const void* d_x, QuantInput input, std::size_t rows, std::size_t cols,
+                          const RowTile* d_tiles, std::size_t n_tiles, QuantGranularity g, QuantV2Params p,
+                          std::uint8_t* d_a_codes, float* d_a_si, std::uint8_t* d_b_codes, float* d_b_si,
+                          cudaStream_t s, bool pdl, const GroupBounds* bounds) {
   static_assert(std::uint32_t(QuantRule::te_fp32) == kRuleTeFp32 && std::uint32_t(QuantRule::te_pow2) == kRuleTePow2 &&
                 std::uint32_t(QuantRule::paper_swiglu) == kRuleSwiglu);
+  if (n_tiles == 0 || cols == 0 || (!d_a_codes && !d_b_codes)) return cudaSuccess;
+  const bool block = g == QuantGranularity::g128x128;
+  if ((block && !d_a_si) || (!block && ((d_a_codes && !d_a_si) || (d_b_codes && !d_b_si))))
+    return cudaErrorInvalidValue;
   bool windows = false;
   if (bounds != nullptr && bounds->n > 0) {
     if (!bounds_describe_tiles(*bounds, rows, n_tiles)) return cudaErrorInvalidValue;
     windows = tiles_are_windows(*bounds);
   }
-  if (input == QuantInput::bf16)
-    return launch(LoadBf16{static_cast<const std::uint16_t*>(d_x)}, rows, cols, d_tiles, n_tiles, p, true,
-                  d_row_codes, d_row_si, d_col_codes, d_col_si, true, s, pdl, windows);
-  return launch(LoadF32{static_cast<const float*>(d_x)}, rows, cols, d_tiles, n_tiles, p, false, d_row_codes,
-                d_row_si, d_col_codes, d_col_si, true, s, pdl, windows);
+  const auto go = [&](auto ld, bool bf16) {
+    return block ? launch<true>(ld, rows, cols, d_tiles, n_tiles, p, bf16, d_a_codes, d_a_si, d_b_codes, nullptr, true,
+                                s, pdl, windows)
+                 : launch<false>(ld, rows, cols, d_tiles, n_tiles, p, bf16, d_a_codes, d_a_si, d_b_codes, d_b_si, true,
+                                 s, pdl, windows);
+  };
+  if (input == QuantInput::bf16) return go(LoadBf16{static_cast<const std::uint16_t*>(d_x)}, true);
+  return go(LoadF32{static_cast<const float*>(d_x)}, false);
 }
 
 cudaError_t quant_e4m3_v2(const void* d_x, QuantInput input, std::size_t rows, std::size_t cols,

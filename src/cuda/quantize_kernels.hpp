@@ -44,14 +44,6 @@ struct QuantV2Params {
   QuantRule rule = QuantRule::te_pow2;
   float eps = 0.0f;  // te_*: amax floor; paper_swiglu uses its own fixed floor 1e-10 and ignores this
 };
-// The v1 kernel with any of the three rules (quant_e4m3_1x128_128x1_te is it with te_pow2 / te_fp32):
-// rowwise 1x128 codes [M, K] + scale_inv [M, ceil(K/128)] and columnwise 128x1 codes stored transposed
-// [K, M] + scale_inv [n_tiles, K], as quant_e4m3_v2 with g1x128 makes them (same bytes), faster.
-cudaError_t quant_e4m3_1x128_128x1(const void* d_x, QuantInput input, std::size_t rows, std::size_t cols,
-                                   const RowTile* d_tiles, std::size_t n_tiles, QuantV2Params p,
-                                   std::uint8_t* d_row_codes, float* d_row_si, std::uint8_t* d_col_codes,
-                                   float* d_col_si, cudaStream_t s = 0, bool pdl = false,
-                                   const GroupBounds* bounds = nullptr);
 // g1x128:   a = rowwise 1x128 codes [M, K] + scale_inv [M, ceil(K/128)];
 //           b = columnwise 128x1 codes stored transposed [K, M] + scale_inv [n_tiles, K].
 // g128x128: a = block codes [M, K] + scale_inv [n_tiles, ceil(K/128)] (a_si required);
@@ -61,6 +53,13 @@ cudaError_t quant_e4m3_v2(const void* d_x, QuantInput input, std::size_t rows, s
                           const RowTile* d_tiles, std::size_t n_tiles, QuantGranularity g, QuantV2Params p,
                           std::uint8_t* d_a_codes, float* d_a_si, std::uint8_t* d_b_codes, float* d_b_si,
                           cudaStream_t s = 0, bool pdl = false);
+// The v1 kernel (tile staged in shared memory) with the same contract as quant_e4m3_v2, both granularities
+// and all three rules, and the same bytes; faster (docs/gpu.md, eighth slice). quant_e4m3_1x128_128x1_te is
+// it with g1x128 and a te rule. bounds as for quant_e4m3_1x128_128x1_te.
+cudaError_t quant_e4m3_v1(const void* d_x, QuantInput input, std::size_t rows, std::size_t cols,
+                          const RowTile* d_tiles, std::size_t n_tiles, QuantGranularity g, QuantV2Params p,
+                          std::uint8_t* d_a_codes, float* d_a_si, std::uint8_t* d_b_codes, float* d_b_si,
+                          cudaStream_t s = 0, bool pdl = false, const GroupBounds* bounds = nullptr);
 
 // naive transpose of a rowwise 1x128 e4m3 tensor: RN32(value(q) * si) -> 128x1 te_pow2 with `eps`.
 cudaError_t transpose_naive_e4m3_1x128(const std::uint8_t* d_codes, const float* d_si, std::size_t rows,

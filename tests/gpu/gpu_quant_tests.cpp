@@ -114,7 +114,8 @@ int quantize_bitexact() {
   // block index) and without (tiles loaded from the list).
   std::vector<Shape> quant_shapes = shapes();
   quant_shapes.push_back({2000, 1040, {16, 208, 48, 400, 144, 1184}});
-  // Rules: te_pow2 and te_fp32 with eps 0 and 1e-10, paper_swiglu (its own floor).
+  // The v1 kernel: 1x128 + 128x1 and 128x128 + transposed copy; te_pow2 and te_fp32 with eps 0 and 1e-10,
+  // paper_swiglu (its own floor).
   struct RuleEps {
     ScaleRule rule;
     float eps;
@@ -123,15 +124,16 @@ int quantize_bitexact() {
                            {ScaleRule::te_fp32, 1e-10f}, {ScaleRule::paper_swiglu, 0.0f}};
   for (const Shape& s : quant_shapes)
     for (const bool bf16 : {false, true})
-      for (const RuleEps& re : rules)
-        for (const bool bounds : {true, false}) {
-          const auto x = adversarial(s.rows, s.cols, seed++, bf16);
-          QuantSpec spec{bf16 ? QuantInput::bf16 : QuantInput::f32, k1x128, re.rule, re.eps, QuantKernel::v1};
-          spec.v1_bounds = bounds;
-          const auto v = validate_quantize_gpu(x, s.rows, s.cols, spec, s.groups);
-          for (const auto& p : v.parts) compared += p.compared;
-          fails += report(v, cases);
-        }
+      for (const Granularity g : {k1x128, k128x128})
+        for (const RuleEps& re : rules)
+          for (const bool bounds : {true, false}) {
+            const auto x = adversarial(s.rows, s.cols, seed++, bf16);
+            QuantSpec spec{bf16 ? QuantInput::bf16 : QuantInput::f32, g, re.rule, re.eps, QuantKernel::v1};
+            spec.v1_bounds = bounds;
+            const auto v = validate_quantize_gpu(x, s.rows, s.cols, spec, s.groups);
+            for (const auto& p : v.parts) compared += p.compared;
+            fails += report(v, cases);
+          }
   fmt::print("quantize_bitexact: {} cases, {} failing, {} values compared\n", cases, fails, compared);
   return fails ? 1 : 0;
 }
@@ -213,10 +215,11 @@ int quantize_swiglu_edges() {
         v.input = fmt::format("edge amax {:a}", double(top));
         fails += report(v, cases);
       }
-      // The same blocks through v1 (1x128 + 128x1; te_pow2 and paper_swiglu): its packed bf16 maxima on
-      // NaN/Inf/subnormal tiles, and the paper_swiglu scale at its edges.
-      for (const ScaleRule rule : {ScaleRule::te_pow2, ScaleRule::paper_swiglu}) {
-        auto v1 = validate_quantize_gpu(x, n, n, QuantSpec{bf16 ? QuantInput::bf16 : QuantInput::f32, k1x128, rule,
+      // The same blocks through v1 (1x128 + 128x1 with te_pow2 and paper_swiglu; 128x128 with paper_swiglu):
+      // its packed bf16 maxima on NaN/Inf/subnormal tiles, and the paper_swiglu scale at its edges.
+      for (const auto& [t, rule] : {std::pair{k1x128, ScaleRule::te_pow2}, std::pair{k1x128, ScaleRule::paper_swiglu},
+                                    std::pair{k128x128, ScaleRule::paper_swiglu}}) {
+        auto v1 = validate_quantize_gpu(x, n, n, QuantSpec{bf16 ? QuantInput::bf16 : QuantInput::f32, t, rule,
                                                            0.0f, QuantKernel::v1},
                                         {});
         v1.input = fmt::format("edge amax {:a}", double(top));
