@@ -12,6 +12,7 @@
 
 #include <cfloat>
 #include <cstdint>
+#include <optional>
 
 #include "cuda/column_store.cuh"
 #include "cuda/launch_pdl.cuh"
@@ -782,6 +783,19 @@ __global__ void dequant_e4m3_1x128_kernel(const std::uint8_t* __restrict__ codes
   }
 }
 
+// The argument checks of quant_e4m3_v1 and quant_e4m3_v2: the status to return at once (nothing to write:
+// success; a missing scale array: cudaErrorInvalidValue), or none to go on.
+std::optional<cudaError_t> quant_args_done(std::size_t n_tiles, std::size_t cols, QuantGranularity g,
+                                           const std::uint8_t* a_codes, const float* a_si,
+                                           const std::uint8_t* b_codes, const float* b_si) {
+  static_assert(std::uint32_t(QuantRule::te_fp32) == kRuleTeFp32 && std::uint32_t(QuantRule::te_pow2) == kRuleTePow2 &&
+                std::uint32_t(QuantRule::paper_swiglu) == kRuleSwiglu);
+  if (n_tiles == 0 || cols == 0 || (!a_codes && !b_codes)) return cudaSuccess;
+  const bool block = g == QuantGranularity::g128x128;
+  if ((block && !a_si) || (!block && ((a_codes && !a_si) || (b_codes && !b_si)))) return cudaErrorInvalidValue;
+  return std::nullopt;
+}
+
 }  // namespace
 
 cudaError_t quant_e4m3_1x128_128x1_te(const void* d_x, QuantInput input, std::size_t rows, std::size_t cols,
@@ -797,12 +811,9 @@ cudaError_t quant_e4m3_v1(const void* d_x, QuantInput input, std::size_t rows, s
                           const RowTile* d_tiles, std::size_t n_tiles, QuantGranularity g, QuantV2Params p,
                           std::uint8_t* d_a_codes, float* d_a_si, std::uint8_t* d_b_codes, float* d_b_si,
                           cudaStream_t s, bool pdl, const GroupBounds* bounds) {
-  static_assert(std::uint32_t(QuantRule::te_fp32) == kRuleTeFp32 && std::uint32_t(QuantRule::te_pow2) == kRuleTePow2 &&
-                std::uint32_t(QuantRule::paper_swiglu) == kRuleSwiglu);
-  if (n_tiles == 0 || cols == 0 || (!d_a_codes && !d_b_codes)) return cudaSuccess;
+  if (const std::optional<cudaError_t> done = quant_args_done(n_tiles, cols, g, d_a_codes, d_a_si, d_b_codes, d_b_si))
+    return *done;
   const bool block = g == QuantGranularity::g128x128;
-  if ((block && !d_a_si) || (!block && ((d_a_codes && !d_a_si) || (d_b_codes && !d_b_si))))
-    return cudaErrorInvalidValue;
   bool windows = false;
   if (bounds != nullptr && bounds->n > 0) {
     if (!bounds_describe_tiles(*bounds, rows, n_tiles)) return cudaErrorInvalidValue;
@@ -822,12 +833,9 @@ cudaError_t quant_e4m3_v2(const void* d_x, QuantInput input, std::size_t rows, s
                           const RowTile* d_tiles, std::size_t n_tiles, QuantGranularity g, QuantV2Params p,
                           std::uint8_t* d_a_codes, float* d_a_si, std::uint8_t* d_b_codes, float* d_b_si,
                           cudaStream_t s, bool pdl) {
-  static_assert(std::uint32_t(QuantRule::te_fp32) == kRuleTeFp32 && std::uint32_t(QuantRule::te_pow2) == kRuleTePow2 &&
-                std::uint32_t(QuantRule::paper_swiglu) == kRuleSwiglu);
-  if (n_tiles == 0 || cols == 0 || (!d_a_codes && !d_b_codes)) return cudaSuccess;
+  if (const std::optional<cudaError_t> done = quant_args_done(n_tiles, cols, g, d_a_codes, d_a_si, d_b_codes, d_b_si))
+    return *done;
   const bool block = g == QuantGranularity::g128x128;
-  if ((block && !d_a_si) || (!block && ((d_a_codes && !d_a_si) || (d_b_codes && !d_b_si))))
-    return cudaErrorInvalidValue;
   const bool bf16 = input == QuantInput::bf16;
   if (bf16) return block ? launch_v2<true, true>(d_x, rows, cols, d_tiles, n_tiles, p, d_a_codes, d_a_si, d_b_codes, d_b_si, s, pdl)
                          : launch_v2<true, false>(d_x, rows, cols, d_tiles, n_tiles, p, d_a_codes, d_a_si, d_b_codes, d_b_si, s, pdl);
