@@ -134,6 +134,29 @@ int quantize_bitexact() {
             for (const auto& p : v.parts) compared += p.compared;
             fails += report(v, cases);
           }
+  // Refused before any launch (the pointers are never dereferenced): group bounds that do not describe the
+  // tile list, and a code array without its scale array.
+  {
+    static std::uint8_t codes[1];
+    static float si[1];
+    const auto refused = [&](const char* what, cudaError_t e) {
+      ++cases;
+      if (e == cudaErrorInvalidValue) return;
+      ++fails;
+      fmt::print("FAIL: quant_e4m3_v1 with {} gave '{}', not cudaErrorInvalidValue\n", what, cudaGetErrorName(e));
+    };
+    const std::size_t n_tiles = make_row_tiles(256, {100, 156}).size();
+    for (const GroupBounds& wrong : {group_bounds(256, {50, 50, 156}), group_bounds(300, {100, 200})})
+      refused("mismatching group bounds",
+              quant_e4m3_v1(codes, QuantInput::bf16, 256, 128, nullptr, n_tiles, QuantGranularity::g1x128,
+                            QuantV2Params{}, codes, si, codes, si, 0, false, &wrong));
+    refused("1x128 column codes without scales",
+            quant_e4m3_v1(codes, QuantInput::bf16, 256, 128, nullptr, n_tiles, QuantGranularity::g1x128,
+                          QuantV2Params{}, codes, si, codes, nullptr));
+    refused("128x128 codes without scales",
+            quant_e4m3_v1(codes, QuantInput::bf16, 256, 128, nullptr, n_tiles, QuantGranularity::g128x128,
+                          QuantV2Params{}, codes, nullptr, nullptr, nullptr));
+  }
   fmt::print("quantize_bitexact: {} cases, {} failing, {} values compared\n", cases, fails, compared);
   return fails ? 1 : 0;
 }
