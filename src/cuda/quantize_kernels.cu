@@ -1,10 +1,12 @@
-// 1x128 + 128x1 te_* quantization, naive transpose and dequantize (see quantize_kernels.hpp).
-// One 256-thread block per 128x128 tile, staged in shared memory in the input's own type; the grid runs over
-// the column blocks fastest (launch()):
+// Quantize v1 (1x128 + 128x1, or 128x128 + transposed copy; te_fp32, te_pow2, paper_swiglu), v2, the naive
+// transpose and dequantize (see quantize_kernels.hpp).
+// v1: one 256-thread block per 128x128 tile, staged in shared memory in the input's own type; the grid runs
+// over the column blocks fastest (launch()):
 //   rowwise: eight lanes per row, 16 elements per lane, a 3-step shuffle reduction (bf16: the max on packed
 //            pairs with max.bf16x2);
 //   columnwise: bf16 -- a thread per column pair and 32 rows (one 32-bit word per row, packed maxima);
-//            fp32 -- two threads per column (64 rows each); lanes on consecutive words (no bank conflicts).
+//            fp32 -- two threads per column (64 rows each); lanes on consecutive words (no bank conflicts);
+//   128x128: one max over the tile, both passes cast with its scale.
 // The element cast is the hardware's cvt.rn.satfinite.e4m3x2.f32, which the formats_encode_exhaustive GPU
 // test checks equal to the shared encoder (encode_bits) on all 2^32 fp32 inputs.
 #include <cuda_fp8.h>
@@ -205,6 +207,33 @@ __device__ __forceinline__ void load8(const typename Loader::Elem* p, float* v) 
   }
 }
 
+// Lane j's 16 elements of staged row r (columns 8j..8j+7 and 64+8j..64+8j+7) as floats, and the fmaxf fold of
+// their |x| from 0 (NaN ignored; bf16: the max on packed pairs). Callers that use only one of the two leave
+// the other to dead-code elimination.
+template <class Loader>
+__device__ __forceinline__ float row16(const typename Loader::Elem* sm, int r, int j, float* xv) {
+  float a = 0.0f;
+  if constexpr (sizeof(typename Loader::Elem) == 2) {
+    const uint4 w0 = *reinterpret_cast<const uint4*>(sm + r * kSatTile + j * 8);
+    const uint4 w1 = *reinterpret_cast<const uint4*>(sm + r * kSatTile + 64 + j * 8);
+    const std::uint32_t u[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+    std::uint32_t m = 0u;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      m = bf16x2_max(m, u[e] & kAbsBf16x2);
+      xv[2 * e] = bf16_lo(u[e]);
+      xv[2 * e + 1] = bf16_hi(u[e]);
+    }
+    a = fmaxf(bf16_lo(m), bf16_hi(m));
+  } else {
+    load8<Loader>(sm + r * kSatTile + j * 8, xv);
+    load8<Loader>(sm + r * kSatTile + 64 + j * 8, xv + 8);
+#pragma unroll
+    for (int e = 0; e < 16; ++e) a = fmaxf(a, fabsf(xv[e]));  // NaN-dropping max: any order, same bits
+  }
+  return a;
+}
+
 // Resident blocks per SM the register budget is set for: the shared tile (32 KB bf16, 64 KB fp32) is the
 // only shared buffer (the column codes reuse it), so a bf16 tile allows 6 blocks; the per-block work is a
 // chain of short dependent steps, hidden only by other blocks.
@@ -243,22 +272,8 @@ __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std:
     float a = 0.0f;
 #pragma unroll
     for (int it = 0; it < 4; ++it) {
-      const int r = warp * 16 + it * 4 + q;
-      if constexpr (kBf16) {
-        const uint4 w0 = *reinterpret_cast<const uint4*>(sm + r * kSatTile + j * 8);
-        const uint4 w1 = *reinterpret_cast<const uint4*>(sm + r * kSatTile + 64 + j * 8);
-        const std::uint32_t u[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
-        std::uint32_t m = 0u;
-#pragma unroll
-        for (int e = 0; e < 8; ++e) m = bf16x2_max(m, u[e] & kAbsBf16x2);
-        a = fmaxf(a, fmaxf(bf16_lo(m), bf16_hi(m)));
-      } else {
-        float xv[16];
-        load8<Loader>(sm + r * kSatTile + j * 8, xv);
-        load8<Loader>(sm + r * kSatTile + 64 + j * 8, xv + 8);
-#pragma unroll
-        for (int e = 0; e < 16; ++e) a = fmaxf(a, fabsf(xv[e]));
-      }
+      float xv[16];
+      a = fmaxf(a, row16<Loader>(sm, warp * 16 + it * 4 + q, j, xv));
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) a = fmaxf(a, __shfl_xor_sync(0xFFFFFFFFu, a, o));
@@ -284,27 +299,7 @@ __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std:
     for (int it = 0; it < 4; ++it) {
       const int r = warp * 16 + it * 4 + q;  // rows past row_count hold zeros (the loader's fill)
       float xv[16];
-      float a = 0.0f;
-      if constexpr (kBf16) {  // the max on packed pairs, then unpacked for the products
-        const uint4 w0 = *reinterpret_cast<const uint4*>(sm + r * kSatTile + j * 8);
-        const uint4 w1 = *reinterpret_cast<const uint4*>(sm + r * kSatTile + 64 + j * 8);
-        const std::uint32_t u[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
-        std::uint32_t m = 0u;
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          if constexpr (!kBlock) m = bf16x2_max(m, u[e] & kAbsBf16x2);
-          xv[2 * e] = bf16_lo(u[e]);
-          xv[2 * e + 1] = bf16_hi(u[e]);
-        }
-        a = fmaxf(bf16_lo(m), bf16_hi(m));
-      } else {
-        load8<Loader>(sm + r * kSatTile + j * 8, xv);
-        load8<Loader>(sm + r * kSatTile + 64 + j * 8, xv + 8);
-        if constexpr (!kBlock) {
-#pragma unroll
-          for (int e = 0; e < 16; ++e) a = fmaxf(a, fabsf(xv[e]));  // NaN-dropping max: any order, same bits
-        }
-      }
+      float a = row16<Loader>(sm, r, j, xv);  // 128x128: unused (the tile's scale)
       ScalePair ts{block_factor, 0.0f};
       if constexpr (!kBlock) {
 #pragma unroll
@@ -441,10 +436,9 @@ __device__ __forceinline__ void quant_tile(const Loader& ld, std::size_t M, std:
 }
 
 template <class Loader, bool kBlock>
-__global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m3_1x128_128x1_kernel(
+__global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m3_v1_kernel(
     Loader ld, std::size_t M, std::size_t K, const RowTile* __restrict__ tiles, std::uint32_t rule, float eps,
-    bool bf16_input,
-    std::uint8_t* __restrict__ row_codes, float* __restrict__ row_si, std::uint8_t* __restrict__ col_codes,
+    bool bf16_input, std::uint8_t* __restrict__ row_codes, float* __restrict__ row_si, std::uint8_t* __restrict__ col_codes,
     float* __restrict__ col_si, bool col_fast, bool windows) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ float s_cmax[4][kSatTile];
@@ -452,20 +446,17 @@ __global__ void __launch_bounds__(kThreads, kQuantBlocksPerSm<Loader>) quant_e4m
   const unsigned tile = col_fast ? blockIdx.y : blockIdx.x;
   // windows: tile i is rows [128 i, min(128 i + 128, M)), known without the tile list's load, whose latency
   // delayed every block's input copies (one group at (28672,1280) on the H100: +0.7 points; eighth slice).
-  const RowTile rt = windows ? RowTile{tile * std::uint32_t(kSatTile),
-                                       std::uint32_t(M - std::size_t(tile) * kSatTile < std::size_t(kSatTile)
-                                                         ? M - std::size_t(tile) * kSatTile
-                                                         : std::size_t(kSatTile))}
+  const std::size_t first = std::size_t(tile) * kSatTile;
+  const RowTile rt = windows ? RowTile{std::uint32_t(first), std::uint32_t(min(M - first, std::size_t(kSatTile)))}
                              : tiles[tile];
   const std::size_t cb = col_fast ? blockIdx.x : blockIdx.y;
   if (rt.row_count == kSatTile && (cb + 1) * kSatTile <= K && K % 8 == 0)
-    quant_tile<Loader, true, kBlock>(ld, M, K, rt, tile, cb, rule, eps, bf16_input, row_codes, row_si, col_codes, col_si, smem_raw,
-                             s_cmax);
+    quant_tile<Loader, true, kBlock>(ld, M, K, rt, tile, cb, rule, eps, bf16_input, row_codes, row_si, col_codes,
+                                     col_si, smem_raw, s_cmax);
   else
-    quant_tile<Loader, false, kBlock>(ld, M, K, rt, tile, cb, rule, eps, bf16_input, row_codes, row_si, col_codes, col_si, smem_raw,
-                              s_cmax);
+    quant_tile<Loader, false, kBlock>(ld, M, K, rt, tile, cb, rule, eps, bf16_input, row_codes, row_si, col_codes,
+                                      col_si, smem_raw, s_cmax);
 }
-
 
 // col_fast: blockIdx.x runs over the column blocks, so the blocks resident at one time cover a few row tiles
 // whole: each input row is read as one stretch and the row codes go out the same way. For quantize from bf16
@@ -478,7 +469,7 @@ cudaError_t launch(Loader ld, std::size_t rows, std::size_t cols, const RowTile*
                    bool col_fast, cudaStream_t s, bool pdl, bool windows = false) {
   if (n_tiles == 0 || cols == 0) return cudaSuccess;
   constexpr int kSmem = kSatTile * kSatTile * int(sizeof(typename Loader::Elem));
-  const auto kernel = quant_e4m3_1x128_128x1_kernel<Loader, kBlock>;
+  const auto kernel = quant_e4m3_v1_kernel<Loader, kBlock>;
   // Once per kernel and process (a static initialiser is thread-safe); kept out of the timed launches.
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   if (attr != cudaSuccess) return attr;
