@@ -407,10 +407,17 @@ void add_experiment_commands(CLI::App& app, const GlobalOptions& g) {
   {
     auto file = std::make_shared<std::string>();
     auto list = std::make_shared<bool>(false);
-    auto* cmd = app.add_subcommand("check", "Validate an experiment file without running it; print the run count");
-    cmd->add_option("experiment", *file, "Experiment file (TOML)")->required();
+    // `check EXPERIMENT` validates an experiment; `check quantize|transpose|...` (cmd_check.cpp) checks a kernel.
+    auto* cmd = app.add_subcommand("check", "Validate an experiment file without running it; print the run count. "
+                                            "check quantize|transpose|dequantize|convert|gemm: does a kernel match?");
+    cmd->add_option("experiment", *file, "Experiment file (TOML)");
     cmd->add_flag("--list", *list, "Also list every resolved run (hash, kind, key parameters)");
-    cmd->callback([file, list] { check_experiment(*file, *list); });
+    cmd->callback([cmd, file, list] {
+      if (!cmd->get_subcommands().empty()) return;  // a kernel check ran
+      if (file->empty())
+        throw CLI::RequiredError("check: an experiment file, or one of quantize, transpose, dequantize, convert, gemm");
+      check_experiment(*file, *list);
+    });
   }
   {
     auto file = std::make_shared<std::string>();

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "cli/cmd_check.hpp"
 #include "cli/commands.hpp"
 #include "io/errors.hpp"
 #include "version.hpp"
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   cli::add_validate_command(app, g);
   cli::add_train_command(app, g);
   cli::add_experiment_commands(app, g);
+  cli::add_check_command(app, g);
   cli::add_report_command(app, g);
 
   try {
@@ -47,6 +49,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return 2;
+  } catch (const cli::CheckFailed&) {
+    return 1;  // the report said why
   } catch (const InputError& e) {
     fmt::print(stderr, "fp8flow: error: {}\n", e.what());
     return 1;
