@@ -1,4 +1,5 @@
-# fp8flow._core (nanobind) and the package directory build/python/fp8flow that tests import.
+# fp8flow._core (nanobind, target fp8flow_python) and the package directory build/python/fp8flow that tests
+# import.
 # Python and nanobind: scikit-build-core's when it drives the build (SKBUILD), else the project's .venv.
 if(NOT SKBUILD AND NOT Python_EXECUTABLE AND EXISTS ${CMAKE_SOURCE_DIR}/.venv/bin/python)
   set(Python_EXECUTABLE ${CMAKE_SOURCE_DIR}/.venv/bin/python)
@@ -20,22 +21,20 @@ if(NOT nanobind_FOUND)
   return()
 endif()
 set(FP8FLOW_HAVE_PYTHON ON)
-# The module links the static library into a shared object. pip builds compile it position-independent.
-# The project's own build keeps its objects as they are (PIE, GCC's default, shared with the CLI and the
-# compiler cache): a version script makes every symbol but the module's entry point local, so none is
-# preemptible and the linker resolves the PIE code's direct references within the module (it stops with
-# "recompile with -fPIC" if one cannot be; then configure with -DCMAKE_POSITION_INDEPENDENT_CODE=ON).
-if(SKBUILD OR CMAKE_POSITION_INDEPENDENT_CODE)
-  set_target_properties(fp8flow_lib PROPERTIES POSITION_INDEPENDENT_CODE ON)
-endif()
 message(STATUS "fp8flow: Python module fp8flow._core on (${Python_EXECUTABLE}, nanobind ${nanobind_VERSION})")
-nanobind_add_module(fp8flow_core NB_STATIC ${CMAKE_SOURCE_DIR}/python/src/fp8flow_core.cpp)
-set_target_properties(fp8flow_core PROPERTIES OUTPUT_NAME _core
+nanobind_add_module(fp8flow_python NB_STATIC ${CMAKE_SOURCE_DIR}/python/src/fp8flow_core.cpp)
+set_target_properties(fp8flow_python PROPERTIES OUTPUT_NAME _core
                       LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/python/fp8flow)
-target_link_libraries(fp8flow_core PRIVATE fp8flow_lib)
+target_link_libraries(fp8flow_python PRIVATE fp8flow_lib)
+# The module links the static libraries into a shared object. pip builds compile everything position-
+# independent (pyproject.toml sets CMAKE_POSITION_INDEPENDENT_CODE). The project's own build keeps its objects
+# as they are (PIE, GCC's default, shared with the CLI and the compiler cache): libstdc++ is linked in
+# statically and a version script makes every symbol but the module's entry point local, so that none is
+# preemptible and the linker resolves the PIE code's PC-relative references inside the module (it stops with
+# "recompile with -fPIC" if one cannot be; then configure with -DCMAKE_POSITION_INDEPENDENT_CODE=ON).
 if(NOT SKBUILD AND NOT CMAKE_POSITION_INDEPENDENT_CODE)
   # PIE objects: libstdc++ linked in too (its typeinfo is referenced PC-relative), all of it made local.
-  target_link_options(fp8flow_core PRIVATE -Wl,--version-script=${CMAKE_SOURCE_DIR}/python/src/module.map
+  target_link_options(fp8flow_python PRIVATE -Wl,--version-script=${CMAKE_SOURCE_DIR}/python/src/module.map
                       -static-libstdc++ -static-libgcc)
 endif()
 # The package's Python files beside the module, refreshed on every build (cheap), so that
@@ -44,7 +43,7 @@ add_custom_target(fp8flow_python_files ALL
                   COMMAND ${CMAKE_COMMAND} -E copy_directory ${CMAKE_SOURCE_DIR}/python/fp8flow
                           ${CMAKE_BINARY_DIR}/python/fp8flow
                   COMMENT "fp8flow: Python package files -> ${CMAKE_BINARY_DIR}/python/fp8flow")
-add_dependencies(fp8flow_core fp8flow_python_files)
+add_dependencies(fp8flow_python fp8flow_python_files)
 if(SKBUILD)
-  install(TARGETS fp8flow_core LIBRARY DESTINATION fp8flow COMPONENT python)
+  install(TARGETS fp8flow_python LIBRARY DESTINATION fp8flow COMPONENT python)
 endif()

@@ -30,7 +30,7 @@ from .report import Report
 
 __all__ = [
     "__version__", "set_threads", "get_threads", "formats", "encode", "decode", "convert", "quantize",
-    "dequantize", "transpose", "gemm", "compare", "Quantized", "Report", "testing",
+    "dequantize", "transpose", "gemm", "run_dataflow", "compare", "Quantized", "Report", "testing",
 ]
 __version__: str = _core.__version__
 
@@ -235,6 +235,27 @@ def gemm(a: ArrayLike, b: ArrayLike, scale_a: ArrayLike = None, scale_b: ArrayLi
     sb = None if scale_b is None else as_float32(scale_b, "scale_b")[0]
     return _core.gemm(ca, cb, sa, sb, granularity_a, granularity_b, accum, fa, fb, int(promote_interval),
                       int(acc_bits), int(group), bool(fast_accum))
+
+
+# ---- dataflows --------------------------------------------------------------------------------------------
+
+def run_dataflow(dataflow: str, x: ArrayLike, wr: ArrayLike, w1: ArrayLike, w2: ArrayLike, dy: ArrayLike, *,
+                 topk: int, align: int = 128, score: str = "softmax", transpose: Optional[str] = None,
+                 accum: Optional[str] = None) -> dict:
+    """Run one MoE layer's forward and backward under a dataflow (as ``fp8flow moe``; docs/dataflows.md) on
+    the given tensors: ``dataflow`` fp64, bf16, fp8_blockwise, fp8_double_quant, fp8_flow or a TOML file;
+    x [tokens, hidden], wr [experts, hidden], w1 [experts, 2*ffn, hidden], w2 [experts, hidden, ffn],
+    dy [tokens, hidden] (float64-able); the routing comes from the fp64 scores. ``transpose`` and ``accum``
+    override every transpose step's method and every FP8 GEMM's accumulation model.
+    Returns {tensor name: {"prec", "groups", "values" (float64 [rows, cols], FP8 tensors dequantized),
+    "quantized" (a (codes, scale_inv, meta) tuple, FP8 tensors only)}}."""
+    arrs = [np.ascontiguousarray(as_float_array(a, n), dtype=np.float64) for a, n in
+            ((x, "x"), (wr, "wr"), (w1, "w1"), (w2, "w2"), (dy, "dy"))]
+    out = _core.run_dataflow(dataflow, *arrs, int(topk), int(align), score, transpose, accum)
+    for t in out.values():
+        if "quantized" in t:
+            t["quantized"] = Quantized(*t["quantized"])
+    return out
 
 
 # ---- compare ----------------------------------------------------------------------------------------------

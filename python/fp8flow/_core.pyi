@@ -42,6 +42,8 @@ def compare_quantized(got_codes: Annotated[NDArray[numpy.uint8], dict(shape=(Non
 
 def compare_values(got: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], want: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], input: Annotated[NDArray[numpy.float64], dict(order='C', device='cpu', writable=False)] | None, max_listed: int) -> tuple: ...
 
+def run_dataflow(dataflow: str, x: Annotated[NDArray[numpy.float64], dict(shape=(None, None), order='C', device='cpu', writable=False)], wr: Annotated[NDArray[numpy.float64], dict(shape=(None, None), order='C', device='cpu', writable=False)], w1: Annotated[NDArray[numpy.float64], dict(order='C', device='cpu', writable=False)], w2: Annotated[NDArray[numpy.float64], dict(order='C', device='cpu', writable=False)], dy: Annotated[NDArray[numpy.float64], dict(shape=(None, None), order='C', device='cpu', writable=False)], topk: int, align: int, score: str, transpose: str | None, accum: str | None) -> dict: ...
+
 def group_blocks_to_codes(blocks: Annotated[NDArray[numpy.uint8], dict(order='C', device='cpu', writable=False)], rows: int, cols: int, groups: Sequence[int]) -> NDArray[numpy.uint8]:
     """
     Per-group column copies [cols, m_g] concatenated flat -> one [cols, rows] column copy.

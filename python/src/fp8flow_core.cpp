@@ -21,7 +21,9 @@
 #include "quant/compare.hpp"
 #include "quant/quantize.hpp"
 #include "quant/transpose.hpp"
+#include "reference/dataflow.hpp"
 #include "reference/gemm.hpp"
+#include "reference/moe_layer.hpp"
 #include "version.hpp"
 
 namespace nb = nanobind;
@@ -495,6 +497,65 @@ NB_MODULE(_core, m) {
     }
     return report_out(rep);
   }, "got"_a, "want"_a, "input"_a.none(), "max_listed"_a);
+  // ---- dataflows ----------------------------------------------------------------------------------
+  m.def("run_dataflow", [](const std::string& dataflow, In2<double> x, In2<double> wr, In<double> w1, In<double> w2,
+                           In2<double> dy, std::size_t topk, std::size_t align, const std::string& score,
+                           std::optional<std::string> transpose, std::optional<std::string> accum) {
+    if (w1.ndim() != 3 || w1.shape(1) % 2 != 0)
+      throw InputError(fmt::format("w1: shape with {} dims: expected [experts, 2*ffn, hidden]", w1.ndim()));
+    MoeShape s;
+    s.tokens = x.shape(0);
+    s.hidden = x.shape(1);
+    s.experts = w1.shape(0);
+    s.ffn = w1.shape(1) / 2;
+    s.topk = topk;
+    s.align = align;
+    if (score != "softmax" && score != "sigmoid")
+      throw InputError(fmt::format("score '{}': expected softmax or sigmoid", score));
+    s.score = score == "sigmoid" ? ScoreFunction::sigmoid : ScoreFunction::softmax;
+    check_shape(s);
+    const auto need = [](const auto& a, std::vector<std::size_t> shape, const char* what) {
+      std::vector<std::size_t> got(a.ndim());
+      for (std::size_t i = 0; i < a.ndim(); ++i) got[i] = a.shape(i);
+      if (got != shape)
+        throw InputError(fmt::format("{}: shape [{}], expected [{}]", what, fmt::join(got, ", "), fmt::join(shape, ", ")));
+    };
+    need(wr, {s.experts, s.hidden}, "wr");
+    need(w2, {s.experts, s.hidden, s.ffn}, "w2");
+    need(dy, {s.tokens, s.hidden}, "dy");
+    MoeInputs in;
+    in.x.assign(x.data(), x.data() + x.size());
+    in.wr.assign(wr.data(), wr.data() + wr.size());
+    in.w1.assign(w1.data(), w1.data() + w1.size());
+    in.w2.assign(w2.data(), w2.data() + w2.size());
+    in.dy.assign(dy.data(), dy.data() + dy.size());
+    ExecOptions o;
+    o.threads = g_threads;
+    if (accum) o.accum = parse_accum_model(*accum);
+    if (transpose) o.transpose = parse_transpose_method(*transpose);
+    Dataflow df = dataflow.ends_with(".toml") ? load_dataflow_toml(dataflow) : builtin_dataflow(dataflow);
+    df = with_overrides(std::move(df), o);
+    Env env;
+    {
+      nb::gil_scoped_release rel;
+      const auto logits = moe::matmul_nt(in.x, in.wr, s.tokens, s.experts, s.hidden);
+      const Context ctx{s, make_routing(moe::scores(logits, s.tokens, s.experts, s.score), s)};
+      env = make_env(s, &in);
+      execute(df, ctx, env, o);
+    }
+    nb::dict out;
+    for (auto& [name, t] : env) {
+      nb::dict d;
+      d["prec"] = std::string(to_string(t.prec));
+      d["groups"] = t.groups;
+      d["values"] = to_numpy(std::move(t.v), {t.rows, t.cols});
+      if (t.q) d["quantized"] = quantized_out(std::move(*t.q));
+      out[nb::str(name.c_str())] = d;
+    }
+    return out;
+  }, "dataflow"_a, "x"_a, "wr"_a, "w1"_a, "w2"_a, "dy"_a, "topk"_a, "align"_a, "score"_a, "transpose"_a.none(),
+     "accum"_a.none());
+
   m.def("group_blocks_to_codes", [](In<std::uint8_t> blocks, std::size_t rows, std::size_t cols,
                                     std::vector<std::size_t> groups) {
     QuantizedTensor shape;

@@ -175,3 +175,26 @@ def test_type_stubs_up_to_date(tmp_path):
     norm = lambda s: re.sub(r"^git_commit: str.*$", "git_commit: str", s, flags=re.M)  # noqa: E731
     committed = os.path.join(os.path.dirname(__file__), "..", "..", "python", "fp8flow", "_core.pyi")
     assert norm(out.read_text()) == norm(open(committed).read())
+
+
+def test_run_dataflow_consistent_with_the_single_operations():
+    rng = np.random.default_rng(3)
+    T, H, F, E, K = 64, 128, 64, 4, 2
+    x, dy = rng.standard_normal((T, H)), rng.standard_normal((T, H))
+    wr = rng.standard_normal((E, H)) * 0.1
+    w1, w2 = rng.standard_normal((E, 2 * F, H)) * 0.05, rng.standard_normal((E, H, F)) * 0.05
+    out = fp8flow.run_dataflow("fp8_flow", x, wr, w1, w2, dy, topk=K, align=16)
+    xp, col = out["xp"], out["xp.col"]
+    assert xp["prec"] == "fp8" and sum(xp["groups"]) == xp["values"].shape[0]
+    # the layer's column copy is the paper kernel's transpose of its rowwise tensor, per expert group
+    t = fp8flow.transpose(xp["quantized"], method="paper_kernel", groups=xp["groups"])
+    np.testing.assert_array_equal(t.codes, col["quantized"].codes)
+    np.testing.assert_array_equal(t.scale_inv, col["quantized"].scale_inv)
+    np.testing.assert_array_equal(fp8flow.dequantize(xp["quantized"]).astype(np.float64), xp["values"])
+    # overriding the transpose to exact changes only what it must, and fp64 has no FP8 tensor
+    ex = fp8flow.run_dataflow("fp8_flow", x, wr, w1, w2, dy, topk=K, align=16, transpose="exact")
+    np.testing.assert_array_equal(ex["xp"]["quantized"].codes, xp["quantized"].codes)
+    ref = fp8flow.run_dataflow("fp64", x, wr, w1, w2, dy, topk=K, align=16)
+    assert all(v["prec"] != "fp8" for v in ref.values())
+    with pytest.raises(ValueError, match="w2"):
+        fp8flow.run_dataflow("fp8_flow", x, wr, w1, w2[:, :, :3], dy, topk=K, align=16)
