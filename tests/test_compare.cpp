@@ -251,6 +251,20 @@ TEST_CASE("compare: whole-tensor layout differences", "[compare]") {
     CHECK(rep.scales_mismatched == rep.scales);
     CHECK(rep.elements_mismatched == 0);
   }
+  SECTION("scale grid in TE's GEMM-ready layout") {
+    // 198 rows: padded to 200 (with 200 rows the GEMM-ready grid is the transposed one, found as such)
+    const auto rw198 = quant(random_x(198 * C, 8), 198, C);
+    QuantizedTensor got = rw198;
+    const ScaleArray gr = scale_layout(rw198, ScaleLayout::gemm_ready);  // [2, roundup(198, 4)]
+    got.scale_rows = gr.rows;
+    got.scale_cols = gr.cols;
+    got.scale_inv = gr.values;
+    const auto rep = compare_quantized(got, rw198, {});
+    REQUIRE(rep.layout.size() == 1);
+    CHECK(rep.layout[0].find("GEMM-ready") != std::string::npos);
+    CHECK(rep.scales_mismatched == rep.scales);
+    CHECK(rep.elements_mismatched == 0);  // the codes are still compared, against the golden scales
+  }
   SECTION("scale grid of an unrelated shape is an input error") {
     QuantizedTensor got = rowwise;
     got.scale_inv.pop_back();

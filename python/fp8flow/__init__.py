@@ -267,7 +267,9 @@ def compare(got: Any, want: Any, *, granularity: Optional[str] = None, format: O
     """Compare a kernel's output with the golden one, bit for bit, and explain the differences.
 
     ``got``/``want``: each a :class:`Quantized`, a ``(codes, scale_inv)`` pair, plain codes (uint8 or
-    float8; compared unscaled) or float32 values (dequantize / gemm outputs). For quantized tensors
+    float8; compared unscaled) or float32 values (dequantize / gemm outputs). In a pair, codes and scale_inv
+    may be lists with one tensor per expert group (grouped kernels): column copies [cols, m_g] are joined side
+    by side, rowwise tensors and scale grids one under the other. For quantized tensors
     ``granularity`` (default: want's meta, else 1x128), ``format`` (default: the meta or float8 dtype, else
     e4m3), ``groups`` (expert group sizes along rows) and the layouts (rowwise [rows, cols] or transposed
     [cols, rows]; default: the meta's) say how to read them. ``input``: the input values (logical
@@ -305,18 +307,32 @@ def compare(got: Any, want: Any, *, granularity: Optional[str] = None, format: O
     w_meta = want.meta if isinstance(want, Quantized) else {}
     gc, gs = (got.codes, got.scale_inv) if isinstance(got, Quantized) else got
     wc, ws = (want.codes, want.scale_inv) if isinstance(want, Quantized) else want
+    want_t = (want_layout or w_meta.get("codes_layout") or "rowwise") == "transposed"
+    got_t = (got_layout or g_meta.get("codes_layout") or ("transposed" if want_t else "rowwise")) == "transposed"
+    # Per-expert-group lists (one tensor per group, as grouped kernels return them): column copies [cols, m_g]
+    # side by side, rowwise tensors [m_g, cols] and scale grids one under the other.
+    gc = _concat(gc, axis=1 if got_t else 0, what="got codes")
+    wc = _concat(wc, axis=1 if want_t else 0, what="want codes")
+    gs, ws = _concat(gs, axis=0, what="got scale_inv"), _concat(ws, axis=0, what="want scale_inv")
     fmt = format or w_meta.get("format") or g_meta.get("format")
     wc, fmt = as_codes(wc, fmt, "want codes", ndim=2)
     gc, _ = as_codes(gc, fmt, "got codes", ndim=2)
     gran = granularity or w_meta.get("granularity") or g_meta.get("granularity") or "1x128"
     if groups is None:
         groups = w_meta.get("row_groups") or None
-    want_t = (want_layout or w_meta.get("codes_layout") or "rowwise") == "transposed"
-    got_t = (got_layout or g_meta.get("codes_layout") or ("transposed" if want_t else "rowwise")) == "transposed"
     js, text = _core.compare_quantized(gc, _as2d(_scales(gs, "got scale_inv")), wc,
                                        _as2d(_scales(ws, "want scale_inv")), fmt, gran, _groups(groups), got_t,
                                        want_t, _flat(inp), _flat(pre), int(max_listed))
     return Report.from_core(js, text)
+
+
+def _concat(a: Any, axis: int, what: str) -> Any:
+    if not isinstance(a, (list, tuple)):
+        return a
+    parts = [to_numpy(p, what)[0] for p in a]
+    if not parts:
+        raise ValueError(f"{what}: an empty list")
+    return np.concatenate([p if p.ndim == 2 else p.reshape(1, -1) for p in parts], axis=axis)
 
 
 def _flat(a: Optional[np.ndarray]) -> Optional[np.ndarray]:

@@ -125,10 +125,12 @@ std::size_t round_up4(std::size_t n) { return (n + 3) / 4 * 4; }
 
 // A scale array in `layout` to the COMPACT grid [rt, ct] of a tensor with granularity `tile`:
 //   gemm_ready  TE's GEMM-ready scale_inv: 1xN tiles [ct, roundup(rows, 4)] (transposed, padded);
-//               NxN and Nx1 tiles [rt, roundup(ct, 4)] (padded). Padding entries are not compared.
+//               NxN and Nx1 tiles [rt, roundup(ct, 4)] (padded); NxN tiles of codes stored transposed
+//               [ct, roundup(rt, 4)] (the stored tensor's own grid). Padding entries are not compared.
 //   transposed  [ct, rt].
 std::vector<float> compact_scales(std::span<const float> v, const std::vector<std::size_t>& shape, std::size_t rt,
-                                  std::size_t ct, Granularity tile, ScaleLayoutArg layout, const std::string& what) {
+                                  std::size_t ct, Granularity tile, ScaleLayoutArg layout, const std::string& what,
+                                  bool codes_transposed = false) {
   std::vector<float> out(rt * ct);
   const auto need = [&](std::size_t a, std::size_t b) {
     if (v.size() != a * b || (shape.size() == 2 && (shape[0] != a || shape[1] != b)))
@@ -150,6 +152,13 @@ std::vector<float> compact_scales(std::span<const float> v, const std::vector<st
       break;
     case ScaleLayoutArg::gemm_ready:
       if (tile.rows == 1 && tile.cols > 1) {
+        const std::size_t pad = round_up4(rt);
+        need(ct, pad);
+        for (std::size_t i = 0; i < rt; ++i)
+          for (std::size_t j = 0; j < ct; ++j) out[i * ct + j] = v[j * pad + i];
+      } else if (tile.rows > 1 && tile.cols > 1 && codes_transposed) {
+        // NxN tiles of a tensor whose codes are stored transposed (TE's columnwise 128x128 copy): the
+        // GEMM-ready grid of the stored [cols, rows] tensor, [col tiles, roundup(row tiles, 4)].
         const std::size_t pad = round_up4(rt);
         need(ct, pad);
         for (std::size_t i = 0; i < rt; ++i)
@@ -176,7 +185,8 @@ void set_got_scales(QuantizedTensor& got, const GotArray& g, ScaleLayoutArg layo
     v = got_floats(g, option);
   }
   got.scale_inv = compact_scales(v, g.files.size() == 1 ? g.shape : std::vector<std::size_t>{}, got.scale_rows,
-                                 got.scale_cols, got.recipe.tile, layout, fmt::format("{} {}", option, g.name()));
+                                 got.scale_cols, got.recipe.tile, layout, fmt::format("{} {}", option, g.name()),
+                                 got.codes_transposed);
 }
 
 InputTensor read_input(const std::string& file, const std::string& from) {

@@ -92,6 +92,31 @@ def check_quantize_exact_and_faults():
     gr = np.zeros((si.shape[1], pad), np.float32)
     gr[:, :200] = si.T
     run("check", "quantize", xf, "--codes", cf, "--scales", save("gr.npy", gr), "--scale-layout", "gemm_ready")
+    # TE's columnwise copies: 128x1 codes [cols, rows] with GEMM-ready scales [ceil(rows/128), roundup(cols, 4)]
+    # (numpy: a 128x1 quantizer is the 1x128 one on the transpose), and 128x128 columnwise scales
+    # [ceil(cols/128), roundup(ceil(rows/128), 4)]
+    x2 = activations(256, 200)
+    ccol, scol = te_pow2_1x128(np.ascontiguousarray(x2.T))  # [200, 256] codes, [200, 2] scales
+    gr_col = np.zeros((2, 200), np.float32)  # roundup(200, 4) = 200
+    gr_col[:, :] = scol.T
+    x2f = save("x2.npy", x2)
+    run("check", "quantize", x2f, "--codes", save("ccol.npy", ccol), "--scales", save("gcol.npy", gr_col),
+        "--granularity", "128x1", "--codes-layout", "transposed", "--scale-layout", "gemm_ready")
+    bad = ccol.copy()
+    bad[150, 3] ^= 0x01  # column 150 of x2, row 3
+    p = run("check", "quantize", x2f, "--codes", save("ccolb.npy", bad), "--scales", save("gcol.npy", gr_col),
+            "--granularity", "128x1", "--codes-layout", "transposed", "--scale-layout", "gemm_ready", "--json", rc=1)
+    m = json.loads(p.stdout)["mismatches"][0]
+    assert (m["row"], m["col"], m["row_tile"], m["col_tile"]) == (3, 150, 0, 150), m
+    # 128x128 columnwise (codes [cols, rows], scales [ceil(cols/128), roundup(ceil(rows/128), 4)]): the layout
+    # transform in numpy of fp8flow's own rowwise output (this checks the layout reading, not the numerics)
+    run("quantize", x2f, os.path.join(TMP, "q2"), "--granularity", "128x128", "--quiet")
+    c2 = np.load(os.path.join(TMP, "q2.codes.npy"))
+    s2 = np.load(os.path.join(TMP, "q2.scale_inv.npy"))  # [2, 2]
+    g2 = np.zeros((2, 4), np.float32)
+    g2[:, :2] = s2.T
+    run("check", "quantize", x2f, "--codes", save("c2t.npy", np.ascontiguousarray(c2.T)), "--scales",
+        save("g2.npy", g2), "--granularity", "128x128", "--codes-layout", "transposed", "--scale-layout", "gemm_ready")
     # ... given as compact, the shape is wrong: bad input naming the file and the layouts
     p = run("check", "quantize", xf, "--codes", cf, "--scales", save("gr.npy", gr), rc=1)
     assert "gr.npy" in p.stderr and "compact" in p.stderr, p.stderr

@@ -81,8 +81,13 @@ def test_layout_findings():
     rep = fp8flow.compare((flat, np.concatenate(csis)), want)
     assert not rep.bitexact and rep.layout and "per-group blocks" in rep.layout[0]
     assert rep.causes == {"layout": rep.elements_mismatched}
-    # the right reading is exact
+    # the right reading is exact: one array, or the kernel's lists as they come
     assert_bitexact((np.concatenate(cols, axis=1), np.concatenate(csis)), want)
+    assert_bitexact((cols, csis), want)
+    bad = [c.copy() for c in cols]
+    bad[1][99, 5] ^= 0x01  # group 1 (input rows 150..255): input row 155, column 99
+    m = fp8flow.compare((bad, csis), want).mismatches
+    assert len(m) == 1 and (m[0].row, m[0].col, m[0].group) == (155, 99, 1)
     # rowwise data declared as the column copy
     rep = fp8flow.compare((np.ascontiguousarray(want.codes.T).reshape(256, rows), want.scale_inv), want)
     assert rep.layout and "other way round" in rep.layout[0]
