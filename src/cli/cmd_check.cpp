@@ -264,7 +264,7 @@ void finish(const CommonArgs& c, const CompareReport& rep, nlohmann::json params
       ws.push_back(m.want_scale_inv);
       cause.emplace_back(to_string(m.cause));
     }
-    io::Table mism{"mismatches", "the first differing elements, row-major", {}, nlohmann::json::object()};
+    io::Table mism{"mismatches", "the first differing elements, in the golden tensor's storage order", {}, nlohmann::json::object()};
     mism.add("row", "count", row)
         .add("col", "count", col)
         .add("row_tile", "count", rt)

@@ -118,28 +118,44 @@ bool same_bits(std::span<const float> a, std::span<const float> b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](float x, float y) { return same_bits(x, y); });
 }
 
-// FNV-1a over a logical row (or column) of codes.
-std::uint64_t fnv(std::uint64_t h, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) {
-    h ^= (v >> (8 * i)) & 0xFF;
-    h *= 1099511628211ull;
-  }
-  return h;
+// An element's contribution to the hash of its row (salted by its column) or column (salted by its row):
+// sums of these are equal for equal rows whatever order the elements are visited in (storage order here).
+std::uint64_t mix(std::uint64_t pos, std::uint32_t v) {
+  std::uint64_t z = (pos << 32 | v) + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
 }
 
-// Whole-tensor layout findings for codes that differ. `get(r, c)` / `ref(r, c)` read the logical element.
+// Visits every element of a [rows, cols] tensor in its storage order: fn(r, c) with c fastest for row-major
+// storage, r fastest for a column copy (transposed storage), so that the codes are read sequentially.
+template <class Fn>
+void for_each_stored(std::size_t rows, std::size_t cols, bool transposed, Fn&& fn) {
+  if (transposed) {
+    for (std::size_t c = 0; c < cols; ++c)
+      for (std::size_t r = 0; r < rows; ++r) fn(r, c);
+  } else {
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t c = 0; c < cols; ++c) fn(r, c);
+  }
+}
+
+// Whole-tensor findings: the same rows (or columns) in another order. `get(r, c)` / `ref(r, c)` read the
+// logical element; the elements are visited in storage order (`transposed`).
 template <class Get, class Ref>
-void permutation_findings(std::size_t rows, std::size_t cols, Get get, Ref ref, std::vector<std::string>& out) {
-  const auto check = [&](bool by_rows) {
-    const std::size_t n = by_rows ? rows : cols, m = by_rows ? cols : rows;
-    if (n < 2) return;
-    std::vector<std::uint64_t> hg(n, 1469598103934665603ull), hw(n, 1469598103934665603ull);
-    for (std::size_t i = 0; i < n; ++i)
-      for (std::size_t j = 0; j < m; ++j) {
-        hg[i] = fnv(hg[i], by_rows ? get(i, j) : get(j, i));
-        hw[i] = fnv(hw[i], by_rows ? ref(i, j) : ref(j, i));
-      }
-    if (hg == hw) return;
+void permutation_findings(std::size_t rows, std::size_t cols, bool transposed, Get get, Ref ref,
+                          std::vector<std::string>& out) {
+  std::vector<std::uint64_t> gr(rows, 0), wr(rows, 0), gc(cols, 0), wc(cols, 0);
+  for_each_stored(rows, cols, transposed, [&](std::size_t r, std::size_t c) {
+    const std::uint32_t g = get(r, c), w = ref(r, c);
+    gr[r] += mix(c, g);
+    wr[r] += mix(c, w);
+    gc[c] += mix(r, g);
+    wc[c] += mix(r, w);
+  });
+  const auto check = [&](bool by_rows, const std::vector<std::uint64_t>& hg, const std::vector<std::uint64_t>& hw) {
+    const std::size_t n = hg.size();
+    if (n < 2 || hg == hw) return;
     std::vector<std::uint64_t> sg = hg, sw = hw;
     std::sort(sg.begin(), sg.end());
     std::sort(sw.begin(), sw.end());
@@ -161,8 +177,8 @@ void permutation_findings(std::size_t rows, std::size_t cols, Get get, Ref ref, 
                               by_rows ? "rows" : "columns", by_rows ? "rows" : "columns", moved, n, ex,
                               moved > shown ? ", ..." : ""));
   };
-  check(true);
-  check(false);
+  check(true, gr, wr);
+  check(false, gc, wc);
 }
 
 std::string value_text(double v) {
@@ -316,13 +332,15 @@ CompareReport compare_quantized(const QuantizedTensor& got, const QuantizedTenso
   const auto wcode = [&](std::size_t r, std::size_t c) -> std::uint32_t { return want.codes[want.code_index(r, c)]; };
 
   // Whole-tensor code layout findings (only when codes differ at all).
-  bool codes_differ = false;
-  for (std::size_t r = 0; r < want.rows && !codes_differ; ++r)
-    for (std::size_t c = 0; c < want.cols; ++c)
-      if (gcode(r, c) != wcode(r, c)) {
-        codes_differ = true;
-        break;
-      }
+  bool codes_differ;
+  if (got.codes_transposed == want.codes_transposed) {
+    codes_differ = got.codes != want.codes;
+  } else {
+    codes_differ = false;
+    for_each_stored(want.rows, want.cols, want.codes_transposed, [&](std::size_t r, std::size_t c) {
+      codes_differ = codes_differ || gcode(r, c) != wcode(r, c);
+    });
+  }
   bool layout_explains = false;
   if (codes_differ) {
     const std::string want_layout = want.codes_transposed ? fmt::format("[{}, {}] (a column copy)", want.cols, want.rows)
@@ -341,16 +359,15 @@ CompareReport compare_quantized(const QuantizedTensor& got, const QuantizedTenso
       layout_explains = true;
     } else {
       const std::size_t before = rep.layout.size();
-      permutation_findings(want.rows, want.cols, gcode, wcode, rep.layout);
+      permutation_findings(want.rows, want.cols, want.codes_transposed, gcode, wcode, rep.layout);
       layout_explains = rep.layout.size() > before;
     }
   }
 
   std::int64_t max_ulp = 0;
-  for (std::size_t r = 0; r < want.rows; ++r)
-    for (std::size_t c = 0; c < want.cols; ++c) {
+  if (codes_differ) for_each_stored(want.rows, want.cols, want.codes_transposed, [&](std::size_t r, std::size_t c) {
       const std::uint32_t g = gcode(r, c), w = wcode(r, c);
-      if (g == w) continue;
+      if (g == w) return;
       ++rep.elements_mismatched;
       const std::size_t rt = ti.row_tile[r], ct = ti.col_tile[c];
       const float sg = got_scale(rt, ct), sw = want.scale_inv[rt * sc + ct];
@@ -387,7 +404,7 @@ CompareReport compare_quantized(const QuantizedTensor& got, const QuantizedTenso
         m.cause = cause;
         rep.mismatches.push_back(m);
       }
-    }
+    });
   rep.max_abs_ulp = max_ulp;
   return rep;
 }
@@ -426,7 +443,7 @@ CompareReport compare_values(std::span<const float> got, std::span<const float> 
       }
     }
     if (!layout_explains) {
-      permutation_findings(rows, cols, gb, wb, rep.layout);
+      permutation_findings(rows, cols, false, gb, wb, rep.layout);
       layout_explains = !rep.layout.empty();
     }
   }

@@ -66,7 +66,8 @@ struct CompareReport {
   std::size_t elements = 0, elements_mismatched = 0;
   std::size_t scales = 0, scales_mismatched = 0;
   std::array<std::size_t, kMismatchCauses> by_cause{};  // differing elements per MismatchCause
-  std::vector<ElementMismatch> mismatches;       // the first max_listed, row-major logical order
+  std::vector<ElementMismatch> mismatches;       // the first max_listed, in the golden tensor's storage order
+                                                 // (row-major; column by column for a column copy)
   std::vector<ScaleMismatch> scale_mismatches;   // the first max_listed tiles
   std::vector<std::string> layout;               // whole-tensor findings (empty: none)
   std::int64_t max_abs_ulp = 0;                  // over the finite, same-scale differences
