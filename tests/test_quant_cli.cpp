@@ -37,7 +37,7 @@ bool nothing_under(const fs::path& prefix) {
 }
 }  // namespace
 
-TEST_CASE("quantize CLI rejects bad input and writes nothing", "[quant][cli]") {
+TEST_CASE("quantize CLI rejects bad input (exit 1) and bad options (exit 2) and writes nothing", "[quant][cli]") {
   REQUIRE(fs::exists(fs::path(FP8FLOW_BINARY_DIR) / "fp8flow"));  // built first: add_dependencies in tests/CMakeLists.txt
   const fs::path d = workdir();
   const fs::path out = d / "out";
@@ -62,16 +62,16 @@ TEST_CASE("quantize CLI rejects bad input and writes nothing", "[quant][cli]") {
   SECTION("a granularity without RxC, ue8m0 storage of fp32 scales, eps for a rule without one") {
     const std::string in = (d / "good.npy").string();
     Run r = fp8flow_cli(fmt::format("quantize '{}' '{}' --granularity 128", in, out.string()));
-    CHECK(r.status == 1);
+    CHECK(r.status == 2);
     CHECK_THAT(r.output, Catch::Contains("granularity '128'"));
     r = fp8flow_cli(fmt::format("quantize '{}' '{}' --scale te_fp32 --scale-format ue8m0", in, out.string()));
-    CHECK(r.status == 1);
+    CHECK(r.status == 2);
     CHECK_THAT(r.output, Catch::Contains("te_fp32") && Catch::Contains("powers of two"));
     r = fp8flow_cli(fmt::format("quantize '{}' '{}' --scale deepgemm --eps 1e-10", in, out.string()));
-    CHECK(r.status == 1);
+    CHECK(r.status == 2);
     CHECK_THAT(r.output, Catch::Contains("--eps"));
     r = fp8flow_cli(fmt::format("quantize '{}' '{}' --scale te_pow3", in, out.string()));
-    CHECK(r.status == 1);
+    CHECK(r.status == 2);
     CHECK_THAT(r.output, Catch::Contains("te_pow3"));
     CHECK(nothing_under(out));
   }
@@ -133,14 +133,14 @@ TEST_CASE("dequantize and transpose CLI reject mismatched or unsuitable files", 
   SECTION("stochastic rounding or a seed with a method that does not round") {
     for (const char* opts : {"--method paper_kernel --round stochastic", "--method naive --seed 5"}) {
       const Run r = fp8flow_cli(fmt::format("transpose '{}' '{}' {}", (d / "q").string(), (d / "t").string(), opts));
-      CHECK(r.status == 1);
+      CHECK(r.status == 2);
       CHECK_THAT(r.output, Catch::Contains("only --method exact rounds"));
       CHECK(nothing_under(d / "t"));
     }
   }
   SECTION("transpose-study --out refuses a file input and leaves the store alone") {
     const Run r = fp8flow_cli(fmt::format("transpose-study --dist 'file:{}' --out '{}'", in, (d / "s.h5").string()));
-    CHECK(r.status == 1);
+    CHECK(r.status == 2);
     CHECK_THAT(r.output, Catch::Contains("--out") && Catch::Contains("synthetic"));
     CHECK(!fs::exists(d / "s.h5"));
   }

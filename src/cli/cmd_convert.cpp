@@ -16,6 +16,8 @@
 
 #include "cli/cast_stats.hpp"
 #include "cli/commands.hpp"
+#include "cli/limits.hpp"
+#include "io/atomic_write.hpp"
 #include "formats/batch.hpp"
 #include "io/errors.hpp"
 #include "io/npy.hpp"
@@ -65,7 +67,8 @@ Values load_values(const io::NpyArray& a, const std::string& file, const FormatS
     if (!from)
       throw InputError(fmt::format("{}: dtype {} holds raw codes: say which format they are in with --from FORMAT "
                                    "(or --decode FORMAT)",
-                                   file, io::to_string(a.dtype)));
+                                   file, a.float8_codes() ? fmt::format("'{}' (ml_dtypes float8)", a.descr)
+                                                          : std::string(io::to_string(a.dtype))));
   };
   auto check_width = [&](int bits) {
     if (storage_bits(*from) != bits)
@@ -105,6 +108,12 @@ Values load_values(const io::NpyArray& a, const std::string& file, const FormatS
       from = &f16;
       decode_codes(a.view<std::uint16_t>());
       break;
+    case io::DType::bf16:  // ml_dtypes bfloat16 ('<V2'): bf16 codes with a type that says so
+      if (from && from != &bf16)
+        throw InputError(fmt::format("{}: bfloat16 input holds bf16 values, not {} codes", file, from->name));
+      from = &bf16;
+      decode_codes(a.view<std::uint16_t>());
+      break;
     case io::DType::u8:
       need_from(), check_width(8);
       decode_codes(a.view<std::uint8_t>());
@@ -121,8 +130,8 @@ Values load_values(const io::NpyArray& a, const std::string& file, const FormatS
       break;
     }
     default:
-      throw InputError(fmt::format("{}: cannot convert dtype {}: expected float32, float64, float16, or uint8/uint16 "
-                                   "codes with --from FORMAT",
+      throw InputError(fmt::format("{}: cannot convert dtype {}: expected float32, float64, float16, bfloat16 "
+                                   "(ml_dtypes), or uint8/uint16/ml_dtypes float8 codes with --from FORMAT",
                                    file, io::to_string(a.dtype)));
   }
   if (want_double && !v.is_double) {
@@ -170,6 +179,9 @@ void run_convert(const ConvertArgs& a, const GlobalOptions& g) {
   const BatchOptions bo{.seed = a.seed, .index0 = 0, .threads = g.threads};
 
   // ---- Input (bad input, exit 1) ----------------------------------------------------------------------
+  io::resolve_output(a.out);  // a read-only or directory output fails before the work
+  // The file's bytes, the values (float64 at worst), the output codes and its serialized image.
+  check_memory(g, fmt::format("convert {}", a.in), 32 * npy_elements(a.in) + (std::uint64_t(64) << 20));
   const io::NpyArray in = io::read_npy(a.in);
   const Values v = load_values(in, a.in, from, to_f64 || (target == &f32 && in.dtype == io::DType::f64), bo);
   const std::size_t n = v.size();

@@ -2,7 +2,10 @@
 #include <fmt/format.h>
 
 #include "cli/commands.hpp"
+#include "cli/limits.hpp"
+#include "cli/usage.hpp"
 #include "formats/convert.hpp"
+#include "io/atomic_write.hpp"
 #include "io/errors.hpp"
 #include "io/npy.hpp"
 #include "reference/gemm.hpp"
@@ -26,8 +29,8 @@ LoadedOperand load_operand(const std::string& file, const std::string& scale_fil
   LoadedOperand l;
   l.codes = io::read_npy(file);
   if (l.codes.dtype != io::DType::u8 || l.codes.shape.size() != 2)
-    throw InputError(fmt::format("{}: operand {} must be a 2-D uint8 array of {} codes, got {} {}", file, name,
-                                 fmt.name, io::to_string(l.codes.dtype), l.codes.shape_string()));
+    throw InputError(fmt::format("{}: operand {} must be a 2-D uint8 (or ml_dtypes float8) array of {} codes, got {} {}",
+                                 file, name, fmt.name, io::to_string(l.codes.dtype), l.codes.shape_string()));
   l.op.codes = l.codes.view<std::uint8_t>();
   l.op.rows = l.codes.shape[0];
   l.op.k = l.codes.shape[1];
@@ -35,7 +38,7 @@ LoadedOperand load_operand(const std::string& file, const std::string& scale_fil
   l.op.gran = parse_granularity(gran);
   if (scale_file.empty()) {
     if (l.op.gran != kTensor)
-      throw InputError(fmt::format("--granularity-{} {} needs --scale-{} S.npy", name, gran, name));
+      throw UsageError(fmt::format("--granularity-{} {} needs --scale-{} S.npy", name, gran, name));
     l.scales = io::make_npy<float>({1}, std::vector<float>{1.0f});
   } else {
     l.scales = io::read_npy(scale_file);
@@ -56,14 +59,17 @@ void add_gemm_command(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("A", args->a, "A codes, uint8 [M, K]")->required();
   cmd->add_option("B", args->b, "B codes, uint8 [N, K] (K-major, i.e. B^T as Hopper's TN GEMMs take it)")->required();
   cmd->add_option("OUT", args->out, "output .npy, float32 [M, N]")->required();
-  cmd->add_option("--format", args->format, "format of A's codes (and B's unless --format-b)")->capture_default_str();
-  cmd->add_option("--format-b", args->format_b, "format of B's codes (default: --format)");
+  const auto format_check = choice([](const std::string& s) { return &find_format(s); });
+  cmd->add_option("--format", args->format, "format of A's codes (and B's unless --format-b)")->capture_default_str()
+      ->check(format_check);
+  cmd->add_option("--format-b", args->format_b, "format of B's codes (default: --format)")->check(format_check);
   cmd->add_option("--accum", args->accum, std::string("accumulation model: ") + std::string(kAccumModelNames))
-      ->capture_default_str();
+      ->capture_default_str()->check(choice(parse_accum_model));
   cmd->add_option("--scale-a", args->scale_a, "A's scale_inv, float32, COMPACT tile grid");
   cmd->add_option("--scale-b", args->scale_b, "B's scale_inv, float32, COMPACT tile grid");
-  cmd->add_option("--granularity-a", args->gran_a, "A's scale tiles: tensor, 1x128, 128x128, ...")->capture_default_str();
-  cmd->add_option("--granularity-b", args->gran_b, "B's scale tiles")->capture_default_str();
+  cmd->add_option("--granularity-a", args->gran_a, "A's scale tiles: tensor, 1x128, 128x128, ...")->capture_default_str()
+      ->check(choice(parse_granularity));
+  cmd->add_option("--granularity-b", args->gran_b, "B's scale tiles")->capture_default_str()->check(choice(parse_granularity));
   cmd->add_option("--promote-interval", args->params.promote_interval, "N_C: products per promotion to fp32")
       ->capture_default_str();
   cmd->add_option("--acc-bits", args->params.acc_fraction_bits, "fraction bits of the limited accumulator")
@@ -74,6 +80,14 @@ void add_gemm_command(CLI::App& app, const GlobalOptions& g) {
     const FormatSpec& fa = find_format(args->format);
     const FormatSpec& fb = args->format_b.empty() ? fa : find_format(args->format_b);
     const AccumModel m = parse_accum_model(args->accum);
+    io::resolve_output(args->out);
+    {  // the operands, the float32 output and its serialized image, the model's per-row workspace
+      const std::uint64_t ea = npy_elements(args->a), eb = npy_elements(args->b);
+      const auto pa = ea ? io::peek_npy(args->a) : io::NpyArray{}, pb = eb ? io::peek_npy(args->b) : io::NpyArray{};
+      const std::uint64_t M = pa.shape.size() == 2 ? pa.shape[0] : 0, N = pb.shape.size() == 2 ? pb.shape[0] : 0;
+      const std::uint64_t out = M && N && M > (std::uint64_t(1) << 40) / N ? std::uint64_t(1) << 40 : M * N;
+      check_memory(g, fmt::format("gemm {} x {}", args->a, args->b), 2 * (ea + eb) + 12 * out + (std::uint64_t(64) << 20));
+    }
     const auto a = load_operand(args->a, args->scale_a, args->gran_a, fa, "a");
     const auto b = load_operand(args->b, args->scale_b, args->gran_b, fb, "b");
     const auto out = gemm(a.op, b.op, m, args->params, g.threads);

@@ -14,6 +14,7 @@
 #include <memory>
 #include <sstream>
 
+#include "cli/usage.hpp"
 #include "cli/commands.hpp"
 #include "io/errors.hpp"
 #include "reference/gemm.hpp"
@@ -50,7 +51,8 @@ void add_gemm_probes_command(CLI::App& app, const GlobalOptions& g) {
   cmd->add_flag("--no-bf16", a->no_bf16, "Skip the bf16-output runs");
   cmd->add_flag("--list", a->list, "List the probe cases");
   cmd->add_option("--check", a->check, "Directory of recorded probe outputs to compare with a CPU model");
-  cmd->add_option("--accum", a->accum, "--check: auto (h100 / h100_fast) or a model: " + std::string(kAccumModelNames));
+  cmd->add_option("--accum", a->accum, "--check: auto (h100 / h100_fast) or a model: " + std::string(kAccumModelNames))
+      ->check(choice([](const std::string& s) { return s == "auto" ? AccumModel::h100 : parse_accum_model(s); }));
   cmd->add_option("--acc-bits", a->params.acc_fraction_bits, "--check: accumulator fraction bits");
   cmd->add_option("--group", a->params.group, "--check: products per aligned group");
   cmd->add_option("--promote-interval", a->params.promote_interval, "--check: N_C");
@@ -109,9 +111,11 @@ void add_gemm_probes_command(CLI::App& app, const GlobalOptions& g) {
       }
       return;
     }
-    if (!a->gpu) throw InputError("gemm-probes: pass --gpu -o DIR to run the probes, --check DIR, or --list");
-    if (a->out.empty()) throw InputError("gemm-probes --gpu: pass -o DIR");
-    for (const auto& n : names) (void)make_gemm_probe(n);  // unknown names fail before the GPU starts
+    if (!a->gpu) throw UsageError("gemm-probes: pass --gpu -o DIR to run the probes, --check DIR, or --list");
+    if (a->out.empty()) throw UsageError("gemm-probes --gpu: pass -o DIR");
+    as_usage([&] {  // unknown names fail before the GPU starts (exit 2)
+      for (const auto& n : names) (void)make_gemm_probe(n);
+    });
 #ifdef FP8FLOW_HAVE_CUDA
     if (cuda::device_count() == 0) {
       fmt::print(stderr, "fp8flow gemm-probes: no CUDA device visible on this machine\n");

@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 
+#include "cli/usage.hpp"
 #include "cli/commands.hpp"
 #include "formats/convert.hpp"
 #include "io/errors.hpp"
@@ -77,13 +78,13 @@ std::string value_class(const FormatSpec& f, std::uint32_t c) {
 std::optional<std::uint32_t> parse_hex_code(const std::string& s) {
   if (s.size() < 3 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X')) return {};
   if (s.find_first_not_of("0123456789abcdefABCDEF", 2) != std::string::npos) return {};
-  if (s.size() > 10) throw InputError(fmt::format("code '{}' is wider than 32 bits", s));
+  if (s.size() > 10) throw UsageError(fmt::format("code '{}' is wider than 32 bits", s));
   return static_cast<std::uint32_t>(std::stoull(s.substr(2), nullptr, 16));
 }
 
 nlohmann::json decode_code(const FormatSpec& f, std::uint32_t c) {
   if (total_bits(f) < 32 && c >> total_bits(f))
-    throw InputError(fmt::format("code {} does not fit {} ({} bits: 0x0..{})", hex_code(f, c), f.name, total_bits(f),
+    throw UsageError(fmt::format("code {} does not fit {} ({} bits: 0x0..{})", hex_code(f, c), f.name, total_bits(f),
                                  hex_code(f, (1u << total_bits(f)) - 1)));
   const std::uint32_t mag = c & magnitude_mask(f);
   const int field = int(mag >> f.man);
@@ -228,8 +229,8 @@ void run_inspect(const InspectArgs& a) {
       used = 0;
     }
     if (used != a.code.size() || a.code[0] == '-' || (a.code.size() > 1 && a.code[0] == '0' && a.code[1] != 'x' && a.code[1] != 'X'))
-      throw InputError(fmt::format("--code '{}': expected a decimal integer like 126 or hex like 0x7E", a.code));
-    if (c > 0xFFFFFFFFull) throw InputError(fmt::format("--code {}: wider than 32 bits", a.code));
+      throw UsageError(fmt::format("--code '{}': expected a decimal integer like 126 or hex like 0x7E", a.code));
+    if (c > 0xFFFFFFFFull) throw UsageError(fmt::format("--code {}: wider than 32 bits", a.code));
     j = decode_code(f, static_cast<std::uint32_t>(c));
   } else if (a.what.empty()) {
     throw CLI::RequiredError("CODE|VALUE (or --code N)");
@@ -240,7 +241,7 @@ void run_inspect(const InspectArgs& a) {
     char* end = nullptr;
     const double x = std::strtod(a.what.c_str(), &end);
     if (end == a.what.c_str() || *end != '\0')
-      throw InputError(fmt::format("'{}': expected a code (0x7E) or a value (300.5, -1e-3, inf, nan)", a.what));
+      throw UsageError(fmt::format("'{}': expected a code (0x7E) or a value (300.5, -1e-3, inf, nan)", a.what));
     j = inspect_value(f, x, a.what);
   }
   if (a.json) fmt::print("{}\n", j.dump(2));
@@ -257,7 +258,8 @@ void add_inspect_command(CLI::App& app, const GlobalOptions&) {
       "  fp8flow inspect e4m3 0x7e        code (hex: 0x followed by hex digits only)\n"
       "  fp8flow inspect e4m3 --code 126  code in decimal\n"
       "  fp8flow inspect e4m3 300.5       value (anything else: 1e-3, -0, inf, nan, 0x1.8p3)");
-  cmd->add_option("FORMAT", a->format, "Format name or alias (see `fp8flow formats`)")->required();
+  cmd->add_option("FORMAT", a->format, "Format name or alias (see `fp8flow formats`)")->required()
+      ->check(choice([](const std::string& s) { return &find_format(s); }));
   cmd->add_option("CODE|VALUE", a->what, "0x.. hex code, or a value");
   cmd->add_option("--code", a->code, "A code in decimal (126) or hex (0x7E)");
   cmd->add_flag("--json", a->json, "Print JSON");

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/limits.hpp"
+#include "cli/usage.hpp"
 #include "io/errors.hpp"
 #include "reference/dataflow.hpp"
 #include "reference/error_ledger.hpp"
@@ -56,6 +58,12 @@ void run_moe(const MoeArgs& a, const GlobalOptions& g) {
   if (a.tokens) shape.tokens = a.tokens;
   if (a.align) shape.align = a.align;
   shape.score = a.score == "sigmoid" ? ScoreFunction::sigmoid : ScoreFunction::softmax;
+  as_usage([&] {
+    check_shape(shape);
+    check_memory(g, fmt::format("moe --preset {}{} ({})", a.preset, a.tokens ? fmt::format(" --tokens {}", a.tokens) : "",
+                                to_string(shape)),
+                 moe_layer_bytes(shape, a.attribute));
+  });
   MoeInputs in = a.inputs.empty() ? make_inputs(shape, a.seed) : load_inputs(a.inputs, shape);
   ExecOptions o;
   o.threads = g.threads;
@@ -116,6 +124,7 @@ void run_moe(const MoeArgs& a, const GlobalOptions& g) {
     fmt::print("{}\n", j.dump(2));
     return;
   }
+  if (g.quiet) return;
   fmt::print("{}\ncasts per forward+backward (weights and bf16 input copies not counted; paper: 12 conventional, 2 "
              "FP8-Flow; see docs/dataflows.md)\n{}",
              text, counts_block);
@@ -134,7 +143,7 @@ void run_dataflows(bool json, const std::string& toml_of, const std::string& fil
   if (!toml_of.empty()) {
     for (const auto& df : dfs)
       if (df.name == toml_of) return fmt::print("{}", to_toml(df));
-    throw InputError(fmt::format("--toml {}: no such dataflow (expected one of {})", toml_of, kDataflowNames));
+    throw UsageError(fmt::format("--toml {}: no such dataflow (expected one of {})", toml_of, kDataflowNames));
   }
   nlohmann::json j = nlohmann::json::array();
   for (const auto& df : dfs) {
@@ -164,16 +173,31 @@ void add_moe_command(CLI::App& app, const GlobalOptions& g) {
   auto a = std::make_shared<MoeArgs>();
   auto* cmd = app.add_subcommand("moe", "One MoE layer forward+backward under each dataflow vs the fp64 golden: "
                                         "per-tensor error, cast counts, memory/traffic model");
-  cmd->add_option("--preset", a->preset, std::string("shape preset: ") + std::string(kPresetNames))->capture_default_str();
-  cmd->add_option("--dataflow", a->dataflow, "all, a name, a comma list, or a .toml file")->capture_default_str();
-  cmd->add_option("--transpose", a->transpose, "override the scaling-aware transposes: paper_kernel | exact");
-  cmd->add_option("--accum", a->accum, std::string("override fp8 GEMM accumulation: ") + std::string(kAccumModelNames));
+  cmd->add_option("--preset", a->preset, std::string("shape preset: ") + std::string(kPresetNames))->capture_default_str()
+      ->check(choice(preset_shape));
+  cmd->add_option("--dataflow", a->dataflow, "all, a name, a comma list, or a .toml file")->capture_default_str()
+      ->check(choice([](const std::string& s) {
+        if (s == "all") return 0;
+        std::size_t b = 0;
+        while (b <= s.size()) {  // names are checked here; .toml files when they are read (bad input: exit 1)
+          const std::size_t e = std::min(s.find(',', b), s.size());
+          const std::string name = s.substr(b, e - b);
+          if (!name.ends_with(".toml")) (void)builtin_dataflow(name);
+          b = e + 1;
+        }
+        return 0;
+      }));
+  cmd->add_option("--transpose", a->transpose, "override the scaling-aware transposes: paper_kernel | exact")
+      ->check(choice(parse_transpose_method));
+  cmd->add_option("--accum", a->accum, std::string("override fp8 GEMM accumulation: ") + std::string(kAccumModelNames))
+      ->check(choice(parse_accum_model));
   cmd->add_option("--seed", a->seed, "input/weight generator seed")->capture_default_str();
   cmd->add_option("--tokens", a->tokens, "override the preset's token count");
   cmd->add_option("--align", a->align, "pad each expert's rows to a multiple of this (default 128)");
   cmd->add_option("--score", a->score, "router scores: softmax | sigmoid")->check(CLI::IsMember({"softmax", "sigmoid"}));
   cmd->add_option("--inputs", a->inputs, "directory with x.npy wr.npy w1.npy w2.npy dy.npy instead of the generator");
-  cmd->add_option("--traffic-preset", a->traffic_preset, "shape of the memory/traffic model")->capture_default_str();
+  cmd->add_option("--traffic-preset", a->traffic_preset, "shape of the memory/traffic model")->capture_default_str()
+      ->check(choice(preset_shape));
   cmd->add_flag("--json", a->json, "JSON output");
   cmd->add_flag("--attribute", a->attribute, "attribute output error to casts (one rerun per cast)");
   cmd->add_flag("--per-expert", a->per_expert, "per-expert metrics in the JSON");

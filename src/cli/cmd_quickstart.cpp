@@ -19,12 +19,14 @@
 
 #include "cli/cast_stats.hpp"
 #include "cli/commands.hpp"
+#include "cli/limits.hpp"
 #include "formats/batch.hpp"
 #include "formats/philox.hpp"
 #include "io/atomic_write.hpp"
 #include "io/errors.hpp"
 #include "io/experiment.hpp"
 #include "io/results_store.hpp"
+#include "io/study_records.hpp"
 #include "io/train_summary.hpp"
 #include "version.hpp"
 
@@ -303,13 +305,13 @@ void print_summary(const io::Experiment& exp, const std::filesystem::path& resul
   if (!train.empty()) fmt::print("{}", io::format_train_table(io::summarize_train_runs(train)));
 }
 
-void run_main_job(const std::string& experiment, const std::string& results, bool fresh, const GlobalOptions& g) {
+void run_main_job(const std::filesystem::path& exp_file, const std::string& results, bool fresh,
+                  const GlobalOptions& g) {
   namespace fs = std::filesystem;
-  const fs::path exp_file = experiment.empty() ? find_default_experiment() : fs::path(experiment);
   const io::Experiment exp = io::load_experiment(exp_file);
   const fs::path out(results);
   if (out.has_parent_path()) fs::create_directories(out.parent_path());
-  if (fresh) fs::remove(out);
+  if (fresh) fs::remove(io::checked_store_path(out));  // a symlink's target: the link stays
   say(g.quiet, "\nrunning {} ({} runs) into {} (runs already in the file are kept: --fresh starts over)\n",
       exp_file.string(), exp.runs.size(), out.string());
   run_experiment_file(exp_file.string(), out.string(), /*resume=*/true, g);
@@ -343,10 +345,22 @@ void add_quickstart_command(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("-o,--results", a->results, "HDF5 results file")->capture_default_str();
   cmd->add_flag("--fresh", a->fresh, "Delete the results file first (default: keep its runs and add the missing ones)");
   cmd->callback([a, &g] {
-    run_quickstart(a->out_dir, a->seed, g);
-    run_main_job(a->experiment, a->results, a->fresh, g);
-    // Last: the convergence-risk report of everything in the results file (cmd_report.cpp, docs/report.md).
+    // Everything that can be checked is checked before anything is written: the experiment file (syntax,
+    // values, memory), the results store (usable, not damaged, not read-only) and the report's path.
+    const std::filesystem::path exp_file = a->experiment.empty() ? find_default_experiment() : std::filesystem::path(a->experiment);
+    {
+      const io::Experiment exp = io::load_experiment(exp_file);
+      std::uint64_t peak = 0;
+      for (const auto& r : exp.runs) peak = std::max(peak, io::run_memory_bytes(r));
+      check_memory(g, fmt::format("quickstart: {}'s largest run", exp_file.string()), peak);
+      io::checked_store_path(a->results);
+      if (!a->fresh) io::existing_runs(a->results);
+    }
     const std::string html = std::filesystem::path(a->results).replace_extension(".html").string();
+    io::resolve_output(html);
+    run_quickstart(a->out_dir, a->seed, g);
+    run_main_job(exp_file, a->results, a->fresh, g);
+    // Last: the convergence-risk report of everything in the results file (cmd_report.cpp, docs/report.md).
     write_report(a->results, html, g.quiet);
     fmt::print("Report: {}\n", html);  // printed even with --quiet: the page is the job's main output
   });

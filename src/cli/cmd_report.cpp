@@ -136,6 +136,14 @@ void add_report_command(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("-o,--out", a->out, "HTML file to write (default: RESULTS with .html; with --json: none)");
   cmd->add_flag("--json", a->json, "Print the verdicts and every rule's result as JSON on stdout (no Python needed)");
   cmd->callback([a, &g] {
+    {  // damaged run groups are skipped by the reader: say so
+      const io::ResultsFile f(a->results);
+      if (!f.damaged().empty())
+        fmt::print(stderr, "fp8flow: warning: {}: skipped {} damaged or incomplete run group{} ({}); `fp8flow fsck {}` "
+                           "lists them\n",
+                   a->results, f.damaged().size(), f.damaged().size() == 1 ? "" : "s", f.damaged().front().hash,
+                   a->results);
+    }
     if (a->json) {
       const report::Assessment as = report::assess_file(a->results);
       fmt::print("{}\n", report::to_json(as).dump(2));

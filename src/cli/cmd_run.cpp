@@ -18,6 +18,8 @@
 #include <set>
 
 #include "cli/commands.hpp"
+#include "cli/limits.hpp"
+#include "cli/usage.hpp"
 #include "io/atomic_write.hpp"
 #include "io/errors.hpp"
 #include "io/experiment.hpp"
@@ -103,9 +105,26 @@ io::RunRecord receive_run(bool blocking, bool& got) {
 // ---- run -------------------------------------------------------------------------------------------
 struct RunArgs {
   std::string experiment, out;
-  bool resume = false;
+  bool resume = false, json = false;
   double commit_interval = 1.0;
 };
+
+// The largest memory estimate of the experiment's runs, with the run it belongs to.
+std::pair<std::uint64_t, const io::RunSpec*> peak_memory(const io::Experiment& e) {
+  std::pair<std::uint64_t, const io::RunSpec*> peak{0, nullptr};
+  for (const auto& r : e.runs) {
+    const std::uint64_t b = io::run_memory_bytes(r);
+    if (b > peak.first || !peak.second) peak = {b, &r};
+  }
+  return peak;
+}
+
+// Refuses an experiment whose largest run would not fit the memory limit (before anything is written).
+void check_experiment_memory(const io::Experiment& e, const std::string& file, const GlobalOptions& g) {
+  const auto [bytes, run] = peak_memory(e);
+  if (run)
+    check_memory(g, fmt::format("{}: run {} ({} {})", file, run->hash, run->kind, io::run_label(*run)), bytes);
+}
 
 // Worker threads per process: --threads, else the cores shared by the ranks on this node.
 int resolve_threads(int requested) {
@@ -137,6 +156,7 @@ void run_experiment(const RunArgs& a, const GlobalOptions& g) {
   try {
     const auto t0 = std::chrono::steady_clock::now();
     const io::Experiment e = io::load_experiment(a.experiment);
+    check_experiment_memory(e, a.experiment, g);
     const int threads = resolve_threads(g.threads);
     std::optional<io::ResultsWriter> writer;
     std::vector<std::int64_t> todo;
@@ -177,7 +197,7 @@ void run_experiment(const RunArgs& a, const GlobalOptions& g) {
       return;
     }
     // mpirun forwards output through a pty, so isatty() says yes even when mpirun writes to a log: no bar there.
-    io::Progress bar(e.runs.size(), skipped, g.quiet || mpi.active);
+    io::Progress bar(e.runs.size(), skipped, g.quiet || a.json || mpi.active);
     std::size_t done = 0;
     auto drain = [&](bool blocking) {
 #ifdef FP8FLOW_HAVE_MPI
@@ -201,7 +221,12 @@ void run_experiment(const RunArgs& a, const GlobalOptions& g) {
     writer->commit();
     bar.finish();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!g.quiet)
+    if (a.json)
+      fmt::print("{}\n", json{{"experiment", e.name},  {"file", a.experiment}, {"out", a.out},
+                              {"written", done},      {"already_complete", skipped},
+                              {"total", e.runs.size()}, {"seconds", secs},
+                              {"ranks", mpi.size},    {"threads", threads}}.dump(2));
+    else if (!g.quiet)
       fmt::print("fp8flow run: {}: {} runs written, {} already complete, {} in total -> {} ({:.1f} s, {} rank{} x {} "
                  "thread{})\n",
                  e.name, done, skipped, e.runs.size(), a.out, secs, mpi.size, mpi.size == 1 ? "" : "s", threads,
@@ -287,7 +312,17 @@ void show_run(const std::string& file, const std::string& id, bool as_json) {
                fmt::join(t.shape, "x"));
 }
 
-void list_runs(const std::string& file) {
+// Damaged run groups are skipped by every reader; say so on stderr (ls lists them, fsck drops them).
+void warn_damaged(const io::ResultsFile& f) {
+  const auto& d = f.damaged();
+  if (d.empty()) return;
+  fmt::print(stderr, "fp8flow: warning: {}: skipped {} damaged or incomplete run group{} ({}{}); `fp8flow fsck {}` "
+                     "lists them, --drop removes them\n",
+             f.path().string(), d.size(), d.size() == 1 ? "" : "s", d.front().hash, d.size() > 1 ? ", ..." : "",
+             f.path().string());
+}
+
+void list_runs(const std::string& file, bool as_json) {
   const io::ResultsFile f(file);
   const auto hashes = f.hashes();
   std::vector<io::RunInfo> infos;
@@ -297,15 +332,43 @@ void list_runs(const std::string& file) {
     wl = std::max(wl, infos.back().label.size());
     wk = std::max(wk, infos.back().kind.size());
   }
+  if (as_json) {
+    json j = {{"file", file}, {"runs", json::array()}, {"damaged", json::array()}};
+    for (const auto& i : infos)
+      j["runs"].push_back({{"hash", i.hash}, {"kind", i.kind}, {"label", i.label}, {"summary", i.summary},
+                           {"experiment", i.experiment}, {"params", i.params}});
+    for (const auto& d : f.damaged()) j["damaged"].push_back({{"hash", d.hash}, {"reason", d.reason}});
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
   fmt::print("{:<16}  {:<{}}  {:<{}}  {}\n", "hash", "kind", wk, "params", wl, "key metric");
   for (const auto& i : infos) fmt::print("{:<16}  {:<{}}  {:<{}}  {}\n", i.hash, i.kind, wk, i.label, wl, i.summary);
-  fmt::print("{} run{} in {}\n", infos.size(), infos.size() == 1 ? "" : "s", file);
+  for (const auto& d : f.damaged()) fmt::print("{:<16}  DAMAGED: {}\n", d.hash, d.reason);
+  fmt::print("{} run{} in {}{}\n", infos.size(), infos.size() == 1 ? "" : "s", file,
+             f.damaged().empty() ? ""
+                                 : fmt::format(", {} damaged (skipped; `fp8flow fsck {} --drop` removes them)",
+                                               f.damaged().size(), file));
+}
+
+void fsck(const std::string& file, bool drop, bool as_json) {
+  const io::FsckReport r = io::fsck_store(file, drop);
+  if (as_json) {
+    json j = {{"file", file}, {"complete", r.healthy}, {"dropped", r.dropped}, {"damaged", json::array()}};
+    for (const auto& d : r.damaged) j["damaged"].push_back({{"hash", d.hash}, {"reason", d.reason}});
+    fmt::print("{}\n", j.dump(2));
+  } else {
+    for (const auto& d : r.damaged) fmt::print("{}: {}: {}\n", drop ? "dropped" : "damaged", d.hash, d.reason);
+    fmt::print("{}: {} complete run{}, {} damaged{}\n", file, r.healthy, r.healthy == 1 ? "" : "s", r.damaged.size(),
+               drop ? fmt::format(" ({} dropped)", r.dropped) : r.damaged.empty() ? "" : " (--drop removes them)");
+  }
+  if (!r.damaged.empty() && !drop) throw ExitCode{1};
 }
 
 // One CSV per table name across all runs (a `run` column first; columns of different kinds are united),
 // one per histogram name, and runs.csv with every run's parameters.
-void export_csv(const std::string& file, const std::string& dir) {
+void export_csv(const std::string& file, const std::string& dir, bool as_json) {
   const io::ResultsFile f(file);
+  warn_damaged(f);
   struct Sheet {
     std::vector<std::string> columns;
     std::vector<std::map<std::string, std::string>> rows;
@@ -367,19 +430,45 @@ void export_csv(const std::string& file, const std::string& dir) {
       if (!out) throw InputError(fmt::format("{}: write failed", tmp.string()));
     });
   }
+  if (as_json) {
+    json files = json::array();
+    for (const auto& [name, sh] : sheets) files.push_back((fs::path(dir) / (name + ".csv")).string());
+    fmt::print("{}\n", json{{"file", file}, {"dir", dir}, {"runs", runs.rows.size()}, {"tables", sheets.size()},
+                            {"files", files}, {"damaged_skipped", f.damaged().size()}}.dump(2));
+    return;
+  }
   fmt::print("exported {} tables of {} runs from {} to {}/\n", sheets.size(), runs.rows.size(), file, dir);
 }
 
-void check_experiment(const std::string& file, bool list) {
+void check_experiment(const std::string& file, bool list, bool as_json, const GlobalOptions& g) {
   const io::Experiment e = io::load_experiment(file);
+  const auto [peak, peak_run] = peak_memory(e);
+  const MemoryLimit limit = memory_limit(g);
   std::map<std::string, std::size_t> by_kind;
   for (const auto& r : e.runs) ++by_kind[r.kind];
-  std::vector<std::string> parts;
-  for (const auto& [k, n] : by_kind) parts.push_back(fmt::format("{} {}", k, n));
-  fmt::print("{}: OK: experiment '{}': {} run{} ({}){}\n", file, e.name, e.runs.size(), e.runs.size() == 1 ? "" : "s",
-             fmt::join(parts, ", "), e.duplicates ? fmt::format(", {} duplicates removed", e.duplicates) : "");
-  if (list)
-    for (const auto& r : e.runs) fmt::print("{}  {:<16}  {}\n", r.hash, r.kind, io::run_label(r));
+  if (as_json) {
+    json j = {{"file", file}, {"experiment", e.name}, {"runs", e.runs.size()}, {"duplicates", e.duplicates},
+              {"by_kind", by_kind}, {"peak_memory_bytes", peak}, {"memory_limit_bytes", limit.bytes},
+              {"memory_limit_source", limit.source}, {"fits", peak <= limit.bytes}};
+    if (list) {
+      j["list"] = json::array();
+      for (const auto& r : e.runs)
+        j["list"].push_back({{"hash", r.hash}, {"kind", r.kind}, {"label", io::run_label(r)},
+                             {"memory_bytes", io::run_memory_bytes(r)}, {"params", r.params}});
+    }
+    fmt::print("{}\n", j.dump(2));
+  } else {
+    std::vector<std::string> parts;
+    for (const auto& [k, n] : by_kind) parts.push_back(fmt::format("{} {}", k, n));
+    fmt::print("{}: OK: experiment '{}': {} run{} ({}){}; largest run needs about {} (limit {})\n", file, e.name,
+               e.runs.size(), e.runs.size() == 1 ? "" : "s", fmt::join(parts, ", "),
+               e.duplicates ? fmt::format(", {} duplicates removed", e.duplicates) : "", format_bytes(peak),
+               format_bytes(limit.bytes));
+    if (list)
+      for (const auto& r : e.runs)
+        fmt::print("{}  {:<16}  {:>10}  {}\n", r.hash, r.kind, format_bytes(io::run_memory_bytes(r)), io::run_label(r));
+  }
+  check_experiment_memory(e, file, g);
 }
 
 }  // namespace
@@ -399,6 +488,7 @@ void add_experiment_commands(CLI::App& app, const GlobalOptions& g) {
     cmd->add_option("experiment", a->experiment, "Experiment file (TOML), e.g. experiments/quickstart.toml")->required();
     cmd->add_option("-o,--out", a->out, "Results file (HDF5), created or appended to")->required();
     cmd->add_flag("--resume", a->resume, "Skip runs already complete in the results file");
+    cmd->add_flag("--json", a->json, "Print the summary as JSON (no progress bar)");
     cmd->add_option("--commit-interval", a->commit_interval,
                     "Publish finished runs at most every SECONDS (default 1; 0: after every run)")
         ->check(CLI::NonNegativeNumber);
@@ -406,24 +496,28 @@ void add_experiment_commands(CLI::App& app, const GlobalOptions& g) {
   }
   {
     auto file = std::make_shared<std::string>();
-    auto list = std::make_shared<bool>(false);
+    auto list = std::make_shared<bool>(false), as_json = std::make_shared<bool>(false);
     // `check EXPERIMENT` validates an experiment; `check quantize|transpose|...` (cmd_check.cpp) checks a kernel.
-    auto* cmd = app.add_subcommand("check", "Validate an experiment file without running it; print the run count. "
-                                            "check quantize|transpose|dequantize|convert|gemm: does a kernel match?");
+    auto* cmd = app.add_subcommand("check", "Validate an experiment file without running it: run count, and the largest "
+                                            "run's memory estimate against the limit. check quantize|transpose|"
+                                            "dequantize|convert|gemm: does a kernel match?");
     cmd->add_option("experiment", *file, "Experiment file (TOML)");
-    cmd->add_flag("--list", *list, "Also list every resolved run (hash, kind, key parameters)");
-    cmd->callback([cmd, file, list] {
+    cmd->add_flag("--list", *list, "Also list every resolved run (hash, kind, memory estimate, key parameters)");
+    cmd->add_flag("--json", *as_json, "Print JSON");
+    cmd->callback([cmd, file, list, as_json, &g] {
       if (!cmd->get_subcommands().empty()) return;  // a kernel check ran
       if (file->empty())
         throw CLI::RequiredError("check: an experiment file, or one of quantize, transpose, dequantize, convert, gemm");
-      check_experiment(*file, *list);
+      check_experiment(*file, *list, *as_json, g);
     });
   }
   {
     auto file = std::make_shared<std::string>();
-    auto* cmd = app.add_subcommand("ls", "List the runs in a results file");
+    auto as_json = std::make_shared<bool>(false);
+    auto* cmd = app.add_subcommand("ls", "List the runs in a results file (and its damaged run groups)");
     cmd->add_option("results", *file, "Results file (HDF5)")->required();
-    cmd->callback([file] { list_runs(*file); });
+    cmd->add_flag("--json", *as_json, "Print JSON: runs (hash, kind, label, summary, params) and damaged groups");
+    cmd->callback([file, as_json] { list_runs(*file, *as_json); });
   }
   {
     auto file = std::make_shared<std::string>(), id = std::make_shared<std::string>();
@@ -436,10 +530,25 @@ void add_experiment_commands(CLI::App& app, const GlobalOptions& g) {
   }
   {
     auto file = std::make_shared<std::string>(), dir = std::make_shared<std::string>();
+    auto as_json = std::make_shared<bool>(false);
     auto* cmd = app.add_subcommand("export", "Export a results file's tables as CSV (one file per table)");
     cmd->add_option("results", *file, "Results file (HDF5)")->required();
     cmd->add_option("--csv", *dir, "Output directory (created if missing)")->required();
-    cmd->callback([file, dir] { export_csv(*file, *dir); });
+    cmd->add_flag("--json", *as_json, "Print what was written as JSON");
+    cmd->callback([file, dir, as_json] { export_csv(*file, *dir, *as_json); });
+  }
+}
+
+void add_fsck_command(CLI::App& app, const GlobalOptions&) {
+  {
+    auto file = std::make_shared<std::string>();
+    auto drop = std::make_shared<bool>(false), as_json = std::make_shared<bool>(false);
+    auto* cmd = app.add_subcommand("fsck", "Check a results store: list damaged or incomplete run groups (exit 1 if "
+                                           "any), --drop removes them");
+    cmd->add_option("results", *file, "Results file (HDF5)")->required();
+    cmd->add_flag("--drop", *drop, "Rewrite the store without its damaged run groups (atomically, under the lock)");
+    cmd->add_flag("--json", *as_json, "Print JSON");
+    cmd->callback([file, drop, as_json] { fsck(*file, *drop, *as_json); });
   }
 }
 

@@ -20,6 +20,8 @@
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "cli/limits.hpp"
+#include "cli/usage.hpp"
 #include "io/errors.hpp"
 #include "io/experiment.hpp"
 #include "io/progress.hpp"
@@ -59,7 +61,7 @@ std::vector<Variant> variants(const TrainArgs& a) {
       n.erase(0, n.find_first_not_of(' '));
       n.erase(n.find_last_not_of(' ') + 1);
       if (std::find(known.begin(), known.end(), n) == known.end())
-        throw InputError(fmt::format("--dataflow '{}': unknown dataflow '{}'; expected all or a comma-separated list of "
+        throw UsageError(fmt::format("--dataflow '{}': unknown dataflow '{}'; expected all or a comma-separated list of "
                                      "{}",
                                      a.dataflow, n, train::kTrainDataflowNames));
       if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
@@ -68,7 +70,7 @@ std::vector<Variant> variants(const TrainArgs& a) {
     if (std::find(names.begin(), names.end(), "bf16") == names.end()) names.insert(names.begin(), "bf16");
   }
   if (a.transpose != "both" && a.transpose != "paper_kernel" && a.transpose != "exact")
-    throw InputError(fmt::format("--transpose '{}': expected both, paper_kernel or exact", a.transpose));
+    throw UsageError(fmt::format("--transpose '{}': expected both, paper_kernel or exact", a.transpose));
   std::vector<Variant> out;
   for (const auto& n : names) {
     if (n != "fp8_flow") {
@@ -83,13 +85,20 @@ std::vector<Variant> variants(const TrainArgs& a) {
 
 // The runs as an experiment file in memory, resolved by the same parser as `fp8flow run`.
 io::Experiment build_experiment(const TrainArgs& a) {
-  const train::TrainConfig preset = train::preset_config(a.preset);  // unknown preset: InputError listing names
-  if (a.seeds <= 0) throw InputError(fmt::format("--seeds {}: expected >= 1", a.seeds));
-  if (a.steps_given && a.steps <= 0) throw InputError(fmt::format("--steps {}: expected > 0", a.steps));
+  // Options first (exit 2), then the corpus (a file: exit 1).
+  const auto [preset, vars] = as_usage([&] {
+    const train::TrainConfig p = train::preset_config(a.preset);  // unknown preset: listing the names
+    if (a.seeds <= 0) throw UsageError(fmt::format("--seeds {}: expected >= 1", a.seeds));
+    if (a.seeds > 1000) throw UsageError(fmt::format("--seeds {}: expected at most 1000", a.seeds));
+    if (a.steps_given && a.steps <= 0) throw UsageError(fmt::format("--steps {}: expected > 0", a.steps));
+    if (a.steps_given && a.steps > (1 << 24))
+      throw UsageError(fmt::format("--steps {}: expected at most {} (16M)", a.steps, 1 << 24));
+    return std::pair{p, variants(a)};
+  });
   const std::string corpus = a.corpus.empty() ? preset.corpus : a.corpus;
   train::load_corpus(corpus, 2 * (preset.seq + 1));  // a missing corpus fails here, before any run
   std::vector<std::string> df, tr;
-  for (const auto& v : variants(a)) {
+  for (const auto& v : vars) {
     df.push_back(json(v.dataflow).dump());
     tr.push_back(json(v.transpose).dump());
   }
@@ -193,6 +202,12 @@ void run_train(const TrainArgs& a, const GlobalOptions& g) {
                                    "or write to another file",
                                    a.out, have.size(), e.runs.size(), have.front()));
     const int workers = worker_count(g.threads, todo.size());
+    {  // `workers` runs train at once
+      std::uint64_t per_run = 0;
+      for (std::size_t i : todo) per_run = std::max(per_run, io::run_memory_bytes(e.runs[i]));
+      check_memory(g, fmt::format("train --preset {} ({} run{} at once)", a.preset, workers, workers == 1 ? "" : "s"),
+                   per_run > UINT64_MAX / std::uint64_t(workers) ? UINT64_MAX : per_run * std::uint64_t(workers));
+    }
     if (!g.quiet && !a.json)
       fmt::print("fp8flow train: {} runs ({} to do, {} already in {}), {} worker thread{}\n", e.runs.size(), todo.size(),
                  have.size(), a.out, workers, workers == 1 ? "" : "s");
@@ -208,6 +223,7 @@ void run_train(const TrainArgs& a, const GlobalOptions& g) {
     fmt::print("{}\n", json{{"results", a.out}, {"variants", j}}.dump(2));
     return;
   }
+  if (g.quiet) return;
   fmt::print("{}", io::format_train_table(rows));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!g.quiet) fmt::print("\n{} runs in {} ({:.1f} s); fp8flow ls/show {}\n", e.runs.size(), a.out, secs, a.out);
@@ -220,6 +236,7 @@ void add_train_command(CLI::App& app, const GlobalOptions& g) {
   auto* cmd = app.add_subcommand("train", "Train a small MoE language model under each dataflow and seed into the "
                                           "HDF5 store; print the relative loss error vs BF16 (paper: < 0.25%)");
   cmd->add_option("--preset", a->preset, fmt::format("Model and schedule preset: {}", train::kTrainPresetNames))
+      ->check(choice(train::preset_config))
       ->capture_default_str();
   cmd->add_option("--dataflow", a->dataflow,
                   fmt::format("all, or a comma-separated list of {} (bf16 always runs: it is the baseline)",

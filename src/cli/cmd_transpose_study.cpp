@@ -11,6 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/limits.hpp"
+#include "cli/usage.hpp"
+#include "io/progress.hpp"
 #include "io/errors.hpp"
 #include "io/experiment.hpp"
 #include "io/results_store.hpp"
@@ -57,10 +60,22 @@ std::string row(std::string_view name, const Metrics& in, const Metrics& vs_dire
 void add_transpose_study_command(CLI::App& app, const GlobalOptions& g) {
   auto a = std::make_shared<StudyArgs>();
   auto* cmd = app.add_subcommand("transpose-study", "Compare naive, paper_kernel, exact and direct column copies");
-  cmd->add_option("--dist", a->dist, "normal, lognormal, outliers, heavy_tail, activations, or file:X.npy");
-  cmd->add_option("--shape", a->shape, "R,C of the synthetic input (default 1024,2048)");
+  cmd->add_option("--dist", a->dist, "normal, lognormal, outliers, heavy_tail, activations, or file:X.npy")
+      ->check(choice([](const std::string& s) {
+        if (s.starts_with("file:")) {
+          if (s.size() == 5) throw UsageError("file: needs a path, e.g. file:x.npy");
+          return Distribution{};
+        }
+        return parse_distribution(s);
+      }));
+  cmd->add_option("--shape", a->shape, "R,C of the synthetic input (default 1024,2048)")
+      ->check(choice([](const std::string& s) {
+        if (parse_size_list(s, "--shape").size() != 2) throw UsageError(fmt::format("'{}': expected R,C", s));
+        return 0;
+      }));
   cmd->add_option("--seed", a->seed, "Seed of the synthetic input");
-  cmd->add_option("--groups", a->groups, "Expert group sizes along rows (default: one group)");
+  cmd->add_option("--groups", a->groups, "Expert group sizes along rows (default: one group)")
+      ->check(choice([](const std::string& s) { return parse_size_list(s, "--groups"); }));
   cmd->add_option("--eps", a->eps, "te_pow2 amax floor of both quantizations (default 0)");
   cmd->add_option("--max-tiles", a->max_tiles, "Tiles listed in the paper_kernel vs exact report (default 8)");
   cmd->add_option("-o,--out", a->out, "Also log the study as a transpose_study run in this HDF5 store (synthetic "
@@ -68,7 +83,7 @@ void add_transpose_study_command(CLI::App& app, const GlobalOptions& g) {
   cmd->add_flag("--json", a->json, "Print JSON");
   cmd->callback([a, &g] {
     if (!a->out.empty() && a->dist.starts_with("file:"))
-      throw InputError(fmt::format("transpose-study --out {}: only synthetic --dist inputs are logged (the store "
+      throw UsageError(fmt::format("transpose-study --out {}: only synthetic --dist inputs are logged (the store "
                                    "records the parameters that regenerate a run, not a file's contents)", a->out));
     const std::vector<std::size_t> groups =
         a->groups.empty() ? std::vector<std::size_t>{} : parse_size_list(a->groups, "--groups");
@@ -78,8 +93,14 @@ void add_transpose_study_command(CLI::App& app, const GlobalOptions& g) {
     std::size_t rows = 0, cols = 0;
     std::optional<io::Experiment> experiment;
     std::optional<io::RunRecord> record;
+    // A bar on a terminal (quiet, --json or a pipe: none); the study reports each of its steps.
+    io::Progress bar(kTransposeStudySteps, 0, g.quiet || a->json, "steps");
+    const auto progress = [&bar](std::size_t done) { bar.update(done); };
     if (a->dist.starts_with("file:")) {
-      const InputTensor in = read_input_npy(a->dist.substr(5));
+      const std::string file = a->dist.substr(5);
+      const std::uint64_t n = npy_elements(file);
+      check_memory(g, fmt::format("transpose-study --dist {}", a->dist), transpose_study_bytes(n, 1));
+      const InputTensor in = read_input_npy(file);
       source = a->dist;
       rows = in.rows;
       cols = in.cols;
@@ -87,19 +108,24 @@ void add_transpose_study_command(CLI::App& app, const GlobalOptions& g) {
       c.groups = groups;
       c.eps = a->eps;
       c.threads = g.threads;
+      c.progress = progress;
       r = transpose_study(c, in);
     } else {
       const Distribution d = parse_distribution(a->dist);
       const auto shape = parse_size_list(a->shape, "--shape");
-      if (shape.size() != 2) throw InputError(fmt::format("--shape '{}': expected R,C", a->shape));
       rows = shape[0];
       cols = shape[1];
       source = fmt::format("{} seed {}", to_string(d), a->seed);
-      check_row_groups(groups, rows);
+      as_usage([&] {
+        check_row_groups(groups, rows);
+        check_memory(g, fmt::format("transpose-study --shape {}", a->shape), transpose_study_bytes(rows, cols));
+      });
       experiment = as_experiment(*a, shape, groups);
       const io::RunSpec& spec = experiment->runs.at(0);
       if (!a->out.empty()) record = io::begin_run_record(spec, experiment->name, g.threads);
-      r = transpose_study(io::transpose_study_config(spec, g.threads));
+      TransposeStudyConfig c = io::transpose_study_config(spec, g.threads);
+      c.progress = progress;
+      r = transpose_study(c);
       if (record) {
         io::add_transpose_study(r, *record);
         record->provenance.end_time = io::iso8601_utc_now();
@@ -112,6 +138,7 @@ void add_transpose_study_command(CLI::App& app, const GlobalOptions& g) {
                  ? fmt::format("written to {} as run {}", a->out, hash)
                  : fmt::format("{} already holds this study as run {}; not written again", a->out, hash);
     };
+    bar.finish();
     struct Entry {
       std::string_view name, method;
     };
@@ -143,6 +170,10 @@ void add_transpose_study_command(CLI::App& app, const GlobalOptions& g) {
       j["paper_kernel_vs_exact"] = to_json(diff, a->max_tiles);
       if (record) j["report"] = log();
       fmt::print("{}\n", j.dump(2));
+      return;
+    }
+    if (g.quiet) {  // -q: no table; a --out run is still written
+      if (record) log();
       return;
     }
     fmt::print("transpose-study: {} [{}, {}]{}, rowwise {} eps {}, column copies 128x1 (codes [C, R])\n", source,

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/usage.hpp"
 #include "cli/validate_dispatch.hpp"
 #include "cli/validate_gemm.hpp"
 #include "io/errors.hpp"
@@ -65,31 +66,33 @@ int run_gpu(const ValidateArgs& a, const GlobalOptions& g) {
   for (const Granularity t : {k1x128, k128x128})
     if (a.granularity == "all" || a.granularity == to_string(t)) grans.push_back(t);
   if (grans.empty())
-    throw InputError(fmt::format("--granularity '{}': expected 1x128, 128x128 or all", a.granularity));
+    throw UsageError(fmt::format("--granularity '{}': expected 1x128, 128x128 or all", a.granularity));
   std::vector<ScaleRule> rules;
   for (const ScaleRule r : {ScaleRule::te_pow2, ScaleRule::te_fp32, ScaleRule::paper_swiglu})
     if (a.rule == "all" || a.rule == to_string(r)) rules.push_back(r);
   if (rules.empty())
-    throw InputError(fmt::format("--rule '{}': expected te_fp32, te_pow2, paper_swiglu or all", a.rule));
+    throw UsageError(fmt::format("--rule '{}': expected te_fp32, te_pow2, paper_swiglu or all", a.rule));
   // The input: a user .npy (2-D float32), the adversarial tensor, or a synthetic distribution.
   std::size_t rows = 0, cols = 0;
   std::vector<float> x;
   std::string input_desc;
   if (!a.input.empty()) {
-    if (a.shape_set) throw InputError(fmt::format("--input {}: the shape comes from the file; drop --shape", a.input));
-    const io::NpyArray arr = io::read_npy(a.input);
-    if (arr.dtype != io::DType::f32 || arr.shape.size() != 2 || arr.size() == 0)
-      throw InputError(fmt::format("--input {}: expected a non-empty 2-D float32 array, got {} of shape {}", a.input,
-                                   io::to_string(arr.dtype), arr.shape_string()));
-    rows = arr.shape[0];
-    cols = arr.shape[1];
-    const auto v = arr.view<float>();
-    x.assign(v.begin(), v.end());
+    if (a.shape_set) throw UsageError(fmt::format("--input {}: the shape comes from the file; drop --shape", a.input));
+    // float32, or bfloat16 / float16 (exact in float32; ml_dtypes bfloat16 arrays included)
+    InputTensor in = read_input_npy(a.input);
+    if (in.dtype_name == "float64")
+      throw InputError(fmt::format("--input {}: expected a 2-D float32, bfloat16 or float16 array, got float64 (the GPU "
+                                   "kernels read float32; convert it first)",
+                                   a.input));
+    rows = in.rows;
+    cols = in.cols;
+    x = std::move(in.x);
     input_desc = a.input;
   } else {
-    const auto shape = parse_size_list(a.shape, "--shape");
+    const auto shape = as_usage([&] { return parse_size_list(a.shape, "--shape"); });
+    if (a.dist != "adversarial") as_usage([&] { return parse_distribution(a.dist); });
     if (shape.size() != 2 || shape[0] == 0 || shape[1] == 0)
-      throw InputError(fmt::format("--shape '{}': expected R,C with R, C > 0, e.g. 1024,4096", a.shape));
+      throw UsageError(fmt::format("--shape '{}': expected R,C with R, C > 0, e.g. 1024,4096", a.shape));
     rows = shape[0];
     cols = shape[1];
     if (a.dist == "adversarial") x = cuda::adversarial_tensor(rows, cols, a.seed, false);
@@ -97,10 +100,10 @@ int run_gpu(const ValidateArgs& a, const GlobalOptions& g) {
     input_desc = fmt::format("{} seed {}", a.dist, a.seed);
   }
   const std::vector<std::size_t> groups = a.groups.empty() ? std::vector<std::size_t>{}
-                                                           : parse_size_list(a.groups, "--groups");
-  check_row_groups(groups, rows);
+                                                           : as_usage([&] { return parse_size_list(a.groups, "--groups"); });
+  as_usage([&] { check_row_groups(groups, rows); });
   if (a.op != "all" && a.op != "quantize" && a.op != "transpose" && a.op != "dequantize")
-    throw InputError(fmt::format("--op '{}': expected quantize, transpose, dequantize, gemm or all", a.op));
+    throw UsageError(fmt::format("--op '{}': expected quantize, transpose, dequantize, gemm or all", a.op));
   if (cuda::device_count() == 0) {
     fmt::print(stderr, "fp8flow validate: no CUDA device visible on this machine; nothing validated\n");
     return 1;
@@ -174,13 +177,16 @@ void add_validate_command(CLI::App& app, const GlobalOptions& g) {
   auto a = std::make_shared<ValidateArgs>();
   auto* cmd = app.add_subcommand("validate", "Check the CUDA kernels bit for bit against the CPU golden model");
   cmd->add_flag("--gpu", a->gpu, "Run the GPU kernels (required: the only validation target so far)");
-  cmd->add_option("--op", a->op, "quantize, transpose, dequantize, gemm, dispatch or all (all: not gemm, dispatch)");
+  cmd->add_option("--op", a->op, "quantize, transpose, dequantize, gemm, dispatch or all (all: not gemm, dispatch)")
+      ->check(CLI::IsMember({"quantize", "transpose", "dequantize", "gemm", "dispatch", "all"}));
   cmd->add_option("--accum", a->accum, "--op gemm: CPU model, auto (h100 / h100_fast per fast accumulation) or one of " +
-                  std::string(kAccumModelNames));
+                  std::string(kAccumModelNames))
+      ->check(choice([](const std::string& s) { return s == "auto" ? AccumModel::h100 : parse_accum_model(s); }));
   cmd->add_option("--shape", a->shape, "R,C of the synthetic input (default 1024,4096); --op gemm: M,N,K "
                   "(default 512,512,4096)")->each([a](const std::string&) { a->shape_set = true; });
   cmd->add_option("--dist", a->dist, std::string("Input distribution: ") + std::string(kDistributionNames) +
-                  ", adversarial (NaN, Inf, -0, subnormals, 448 boundaries, huge/tiny rows)");
+                  ", adversarial (NaN, Inf, -0, subnormals, 448 boundaries, huge/tiny rows)")
+      ->check(choice([](const std::string& s) { return s == "adversarial" ? Distribution{} : parse_distribution(s); }));
   cmd->add_option("--granularity", a->granularity, "--op quantize: 1x128 (rowwise + 128x1), 128x128 (+ transposed copy) "
                   "or all (default)");
   cmd->add_option("--rule", a->rule, "--op quantize: te_fp32, te_pow2, paper_swiglu or all (default)");
@@ -188,13 +194,14 @@ void add_validate_command(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("-o,--output", a->out, "Append the results as a gpu_validation run to this HDF5 store");
   cmd->add_option("--groups", a->groups, "Expert group sizes along rows, e.g. 300,724 (default: one group)");
   cmd->add_option("--seed", a->seed, "Input seed");
-  cmd->add_option("--preset", a->preset, "--op dispatch: MoE preset (" + std::string(kPresetNames) + "; default tiny)");
+  cmd->add_option("--preset", a->preset, "--op dispatch: MoE preset (" + std::string(kPresetNames) + "; default tiny)")
+      ->check(choice(preset_shape));
   cmd->add_option("--tokens", a->tokens, "--op dispatch: tokens (default: the preset's)");
   cmd->add_option("--ranks", a->ranks, "--op dispatch: expert-parallel ranks, one GPU each (default: every GPU)");
   cmd->add_option("--eps", a->eps, "te_* amax floor (0: TE default; 1e-10: FP8-Flow pre-dispatch)");
   cmd->add_flag("--json", a->json, "Print the report as JSON");
   cmd->callback([a, &g] {
-    if (!a->gpu) throw InputError("validate: pass --gpu (GPU kernels against the CPU golden model)");
+    if (!a->gpu) throw UsageError("validate: pass --gpu (GPU kernels against the CPU golden model)");
     // A bad -o fails now, not after minutes on the GPU: absent, or an fp8flow store this build can extend.
     if (!a->out.empty()) io::existing_runs(a->out);
     if (a->op == "dispatch") {  // expert-parallel dispatch/combine over NCCL (validate_dispatch.cpp, docs/ep.md)

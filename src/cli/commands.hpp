@@ -8,7 +8,8 @@ namespace fp8flow::cli {
 // Options every command can read (set on the top-level app).
 struct GlobalOptions {
   bool quiet = false;
-  int threads = 0;  // 0: all cores
+  int threads = 0;  // 0: all cores (validated: 0..max_threads(), cli/limits.hpp)
+  std::string max_memory;  // --max-memory SIZE (empty: FP8FLOW_MAX_MEMORY, else the memory available)
 };
 
 void add_formats_command(CLI::App& app, const GlobalOptions& g);
@@ -29,6 +30,7 @@ void add_experiment_commands(CLI::App& app, const GlobalOptions& g);
 // `fp8flow run EXPERIMENT -o OUT [--resume]` as a function (for `fp8flow quickstart`); MPI-aware like run.
 void run_experiment_file(const std::string& experiment, const std::string& out, bool resume, const GlobalOptions& g);
 void add_report_command(CLI::App& app, const GlobalOptions& g);  // report (cmd_report.cpp)
+void add_fsck_command(CLI::App& app, const GlobalOptions& g);    // fsck (cmd_run.cpp)
 // The HTML convergence-risk report of `results` into `out` (for `fp8flow quickstart`); prints verdicts unless quiet.
 void write_report(const std::string& results, const std::string& out, bool quiet);
 

@@ -5,9 +5,12 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <new>
 
 #include "cli/cmd_check.hpp"
 #include "cli/commands.hpp"
+#include "cli/limits.hpp"
+#include "cli/usage.hpp"
 #include "io/errors.hpp"
 #include "version.hpp"
 
@@ -18,7 +21,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   cli::GlobalOptions g;
   app.add_flag("-q,--quiet", g.quiet, "No progress output");
-  app.add_option("--threads", g.threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", g.threads,
+                 fmt::format("Worker threads, 0..{} (0: all cores; OMP_NUM_THREADS is checked alike)", cli::max_threads()));
+  app.add_option("--max-memory", g.max_memory,
+                 "Memory a command may plan to use: 8G, 512M, unlimited (default: FP8FLOW_MAX_MEMORY, else what the "
+                 "system has available); commands refuse estimates above it before starting");
   app.fallthrough();
 
   cli::add_formats_command(app, g);
@@ -37,8 +44,11 @@ int main(int argc, char** argv) {
   cli::add_experiment_commands(app, g);
   cli::add_check_command(app, g);
   cli::add_report_command(app, g);
+  cli::add_fsck_command(app, g);
+  cli::harden_options(app);
 
   try {
+    cli::check_environment();
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
@@ -47,12 +57,32 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    // "A subcommand is required" for `fp8flow bogus`: name the word that is not a subcommand.
+    if (app.get_subcommands().empty())
+      for (int i = 1; i < argc; ++i) {
+        const std::string w = argv[i];
+        if (w.starts_with("-")) {
+          if (w == "--threads" || w == "--max-memory") ++i;  // their value
+          continue;
+        }
+        fmt::print(stderr, "fp8flow: error: unknown subcommand '{}' (see fp8flow --help)\n", w);
+        return 2;
+      }
     app.exit(e);
     return 2;
   } catch (const cli::CheckFailed&) {
     return 1;  // the report said why
+  } catch (const cli::ExitCode& e) {
+    return e.code;
+  } catch (const UsageError& e) {
+    fmt::print(stderr, "fp8flow: error: {}\nRun with --help for more information.\n", e.what());
+    return 2;
   } catch (const InputError& e) {
     fmt::print(stderr, "fp8flow: error: {}\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "fp8flow: error: out of memory (the command's estimate missed this; lower the shape or "
+                       "--threads, or report it)\n");
     return 1;
   } catch (const std::invalid_argument& e) {
     fmt::print(stderr, "fp8flow: error: {}\n", e.what());

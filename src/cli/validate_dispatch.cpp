@@ -2,6 +2,7 @@
 // (see validate_dispatch.hpp). Reports per rank and tensor: compared values, mismatches, the first one
 // (rank, row with its expert / token / slot, column, both values in hex). -o appends them as a gpu_validation
 // run: one case per rank, one part per compared tensor (io::gpu_validation_record).
+#include "cli/usage.hpp"
 #include "cli/validate_dispatch.hpp"
 
 #include <fmt/format.h>
@@ -27,7 +28,7 @@ int run_validate_dispatch(const std::string& preset, std::size_t tokens, int ran
   MoeShape s = preset_shape(preset);
   if (tokens) s.tokens = tokens;
   check_shape(s);
-  if (ranks < 0) throw InputError(fmt::format("--ranks {}: expected >= 1 (0: every visible GPU)", ranks));
+  if (ranks < 0) throw UsageError(fmt::format("--ranks {}: expected >= 1 (0: every visible GPU)", ranks));
 #ifdef FP8FLOW_HAVE_CUDA
   const int have = cuda::EpRuntime::visible_devices();
   if (have == 0) {
@@ -41,7 +42,7 @@ int run_validate_dispatch(const std::string& preset, std::size_t tokens, int ran
     R = have;
   }
   if (std::size_t(R) > s.experts)
-    throw InputError(fmt::format("--ranks {}: the preset has only {} experts (a rank would hold none)", R, s.experts));
+    throw UsageError(fmt::format("--ranks {}: the preset has only {} experts (a rank would hold none)", R, s.experts));
   cuda::EpValidationOptions o;
   o.shape = s;
   o.ranks = R;

@@ -1,5 +1,6 @@
 // fp8flow validate --gpu --op gemm [--shape M,N,K] [--dist D] [--seed S] [--accum auto|MODEL] [-o report.h5]
 // [--json] (see validate_gemm.hpp). -o appends the results as a gpu_validation run (io::gemm_validation_record).
+#include "cli/usage.hpp"
 #include "cli/validate_gemm.hpp"
 
 #include <fmt/format.h>
@@ -39,7 +40,7 @@ int run_validate_gemm(const std::string& shape, const std::string& dist, std::ui
       v.clear();
     }
     if (v.size() != 3 || !v[0] || !v[1] || !v[2] || v[2] % 16)
-      throw InputError(fmt::format("--shape '{}': --op gemm expects M,N,K with K a multiple of 16 (cuBLASLt FP8), "
+      throw UsageError(fmt::format("--shape '{}': --op gemm expects M,N,K with K a multiple of 16 (cuBLASLt FP8), "
                                    "e.g. 512,512,4096", shape));
     M = v[0], N = v[1], K = v[2];
   }

@@ -58,8 +58,17 @@ std::optional<json> as_int(const toml::node& n, std::int64_t lo, std::int64_t hi
   return json(v);
 }
 
+// An integer outside its range: convert_value() names the range (TOML integers are 64-bit, so
+// `steps = 100000000` is an integer, just too large).
+struct OutOfRange {
+  std::int64_t value, lo, hi;
+};
 Convert integer_in(std::int64_t lo, std::int64_t hi) {
-  return [=](const toml::node& n) { return as_int(n, lo, hi); };
+  return [=](const toml::node& n) {
+    if (n.is_integer() && (n.as_integer()->get() < lo || n.as_integer()->get() > hi))
+      throw OutOfRange{n.as_integer()->get(), lo, hi};
+    return as_int(n, lo, hi);
+  };
 }
 Convert number_at_least(double lo) {
   return [=](const toml::node& n) -> std::optional<json> {
@@ -155,16 +164,19 @@ Convert dataflow_list() {
   };
 }
 
-const std::vector<ParamSpec>& param_specs(std::string_view kind) {
+// One function per kind: clang 14 crashes (register allocation) on one function holding all the tables
+// once sanitizer and coverage instrumentation are added (the FP8FLOW_SANITIZE / FP8FLOW_FUZZ builds).
+std::vector<ParamSpec> with_common(std::vector<ParamSpec> v) {
   static const std::vector<ParamSpec> common = {
       {"seed", 1, "an integer >= 0", integer_in(0, std::numeric_limits<std::int64_t>::max())},
       {"save_tensors", false, "true or false", boolean()},
   };
-  auto with_common = [&](std::vector<ParamSpec> v) {
-    v.insert(v.begin(), common.begin(), common.end());
-    return v;
-  };
-  static const std::vector<ParamSpec> transpose = with_common({
+  v.insert(v.begin(), common.begin(), common.end());
+  return v;
+}
+
+const std::vector<ParamSpec>& transpose_specs() {
+  static const std::vector<ParamSpec> specs = with_common({
       {"shape", json::array({1024, 2048}), "[rows, cols]: two positive integers", positive_ints(2)},
       {"distribution", "activations", fmt::format("one of {}", kDistributionNames),
        one_of(split_names(kDistributionNames))},
@@ -175,7 +187,11 @@ const std::vector<ParamSpec>& param_specs(std::string_view kind) {
        granularity([](Granularity g) { return g.rows == 1 && g.cols >= 2; })},
       {"format", "e4m3", "one of e4m3, e5m2", one_of({"e4m3", "e5m2"})},
   });
-  static const std::vector<ParamSpec> gemm = with_common({
+  return specs;
+}
+
+const std::vector<ParamSpec>& gemm_specs() {
+  static const std::vector<ParamSpec> specs = with_common({
       {"shape", json::array({128, 128, 4096}), "[M, N, K]: three positive integers", positive_ints(3)},
       {"format", "e4m3", "one of e4m3, e5m2", one_of({"e4m3", "e5m2"})},
       {"a_granularity", "1x128", "\"tensor\" or a tile RxC, e.g. \"1x128\"",
@@ -191,7 +207,11 @@ const std::vector<ParamSpec>& param_specs(std::string_view kind) {
       {"fast_accum", false, "true or false", boolean()},
       {"scale_spread_log2", 8, "an integer in 0..60 (scale_inv = 2^U[-s, s])", integer_in(0, 60)},
   });
-  static const std::vector<ParamSpec> moe = with_common({
+  return specs;
+}
+
+const std::vector<ParamSpec>& moe_specs() {
+  static const std::vector<ParamSpec> specs = with_common({
       {"preset", "quickstart", fmt::format("one of {}", kPresetNames), one_of(split_names(kPresetNames))},
       {"tokens", 0, "an integer >= 0 (0: the preset's token count)", integer_in(0, 1 << 24)},
       {"experts", 0, "an integer >= 0 (0: the preset's; fewer = the local experts of one EP rank)",
@@ -204,9 +224,13 @@ const std::vector<ParamSpec>& param_specs(std::string_view kind) {
       {"accum", "fp32_seq", fmt::format("one of {} (every FP8 GEMM)", kAccumModelNames),
        one_of(split_names(kAccumModelNames))},
   });
-  // train: 0 (or -1 for sample_every) means the preset's value; resolve_preset() fills it in, so the stored
-  // params (and the hash) hold the values the run used.
-  static const std::vector<ParamSpec> train = with_common({
+  return specs;
+}
+
+// train: 0 (or -1 for sample_every) means the preset's value; resolve_preset() fills it in, so the stored
+// params (and the hash) hold the values the run used.
+const std::vector<ParamSpec>& train_specs() {
+  static const std::vector<ParamSpec> specs = with_common({
       {"preset", "tiny", fmt::format("one of {}", train::kTrainPresetNames), one_of(split_names(train::kTrainPresetNames))},
       {"dataflow", "bf16", fmt::format("one of {}", train::kTrainDataflowNames),
        one_of(split_names(train::kTrainDataflowNames))},
@@ -228,11 +252,16 @@ const std::vector<ParamSpec>& param_specs(std::string_view kind) {
          return json(n.as_string()->get());
        }},
   });
+  return specs;
+}
+
+
+const std::vector<ParamSpec>& param_specs(std::string_view kind) {
   static const std::vector<ParamSpec> none;
-  if (kind == "train") return train;
-  if (kind == "transpose_study") return transpose;
-  if (kind == "gemm_accum_study") return gemm;
-  if (kind == "moe_dataflows") return moe;
+  if (kind == "train") return train_specs();
+  if (kind == "transpose_study") return transpose_specs();
+  if (kind == "gemm_accum_study") return gemm_specs();
+  if (kind == "moe_dataflows") return moe_specs();
   return none;
 }
 
@@ -308,7 +337,13 @@ const ExperimentKind& find_kind(const Parser& p, const toml::node& n, const std:
 }
 
 json convert_value(const Parser& p, const ParamSpec& spec, const toml::node& n, const std::string& where) {
-  auto v = spec.convert(n);
+  std::optional<json> v;
+  try {
+    v = spec.convert(n);
+  } catch (const OutOfRange& e) {
+    p.fail(n.source(), fmt::format("{} = {}: out of range: expected {}, in {}..{}", where, e.value, spec.expected, e.lo,
+                                   e.hi));
+  }
   if (!v) p.fail_value(n, where, spec.expected);
   return *v;
 }
@@ -601,6 +636,15 @@ Experiment parse_experiment(std::string_view text, std::string_view source_name)
 }
 
 Experiment load_experiment(const std::filesystem::path& file) {
+  // A directory, /dev/zero or a pipe would be read forever or fail with a stream error: a file, of sane size.
+  std::error_code ec;
+  const auto st = std::filesystem::status(file, ec);
+  if (!std::filesystem::exists(st)) throw InputError(fmt::format("{}: cannot open experiment file: no such file", file.string()));
+  if (!std::filesystem::is_regular_file(st))
+    throw InputError(fmt::format("{}: {}, expected an experiment file (TOML)", file.string(),
+                                 std::filesystem::is_directory(st) ? "is a directory" : "not a regular file"));
+  if (std::filesystem::file_size(file, ec) > (std::uintmax_t(16) << 20))
+    throw InputError(fmt::format("{}: larger than 16 MiB; not an experiment file", file.string()));
   std::ifstream in(file, std::ios::binary);
   if (!in) throw InputError(fmt::format("{}: cannot open experiment file", file.string()));
   std::stringstream ss;

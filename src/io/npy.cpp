@@ -136,7 +136,7 @@ struct DescrInfo {
 DescrInfo parse_descr(const std::string& d, std::string_view file) {
   auto bad = [&](std::string_view why) -> InputError {
     return InputError(fmt::format("{}: unsupported .npy dtype '{}': {} (supported: float16/32/64, uint8/16/32, "
-                                  "int8/16/32/64, bool; little or big endian)",
+                                  "int8/16/32/64, bool, ml_dtypes bfloat16 ('<V2') and float8 ('<V1', '<f1'); little or big endian)",
                                   file, d, why));
   };
   if (d.size() < 2) throw bad("malformed descr");
@@ -150,6 +150,11 @@ DescrInfo parse_descr(const std::string& d, std::string_view file) {
     size = size * 10 + (c - '0');
   }
   std::optional<DType> t;
+  // ml_dtypes (numpy has no bf16 or float8): np.save writes its bfloat16 arrays as '<V2' and its float8 types
+  // as '<V1' (float8_e4m3fn, e8m0fnu, ...) or '<f1' (float8_e5m2). Two bytes can only be bfloat16, ml_dtypes'
+  // one 16-bit type; one byte is a float8 code whose format the caller must be told (--from / --format).
+  if ((kind == 'V' || kind == 'f') && size == 1) return {DType::u8, false};
+  if (kind == 'V' && size == 2) return {DType::bf16, order == '>'};
   switch (kind) {
     case 'f': t = size == 2 ? DType::f16 : size == 4 ? DType::f32 : size == 8 ? DType::f64 : std::optional<DType>{}; break;
     case 'u': t = size == 1 ? DType::u8 : size == 2 ? DType::u16 : size == 4 ? DType::u32 : std::optional<DType>{}; break;
@@ -282,7 +287,26 @@ void NpyArray::check_view(bool matches, std::size_t elem_size) const {
                                  size() * elem_size));
 }
 
-NpyArray parse_npy(std::span<const std::byte> bytes, std::string_view name) {
+namespace {
+NpyArray parse_npy_impl(std::span<const std::byte> bytes, std::string_view name, bool header_only);
+}
+
+NpyArray parse_npy(std::span<const std::byte> bytes, std::string_view name) { return parse_npy_impl(bytes, name, false); }
+
+NpyArray peek_npy(const std::filesystem::path& file) {
+  const std::string name = file.string();
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec)) throw InputError(fmt::format("{}: is a directory, not a .npy file", name));
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw InputError(fmt::format("{}: cannot open for reading: {}", name, std::strerror(errno)));
+  std::vector<std::byte> bytes(std::size_t(1) << 20);
+  in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(bytes.size()));
+  bytes.resize(static_cast<std::size_t>(in.gcount()));
+  return parse_npy_impl(bytes, name, true);
+}
+
+namespace {
+NpyArray parse_npy_impl(std::span<const std::byte> bytes, std::string_view name, bool header_only) {
   auto u8 = [&](std::size_t i) { return static_cast<unsigned>(bytes[i]); };
   if (bytes.size() < kMagic.size() ||
       !std::equal(kMagic.begin(), kMagic.end(), bytes.begin(), [](unsigned char m, std::byte b) {
@@ -328,6 +352,7 @@ NpyArray parse_npy(std::span<const std::byte> bytes, std::string_view name) {
   const DescrInfo info = parse_descr(*descr, name);
   NpyArray a;
   a.dtype = info.dtype;
+  a.descr = *descr;
   for (const PyValue& d : *shape_list) {
     const auto* n = std::get_if<long long>(&d.v);
     if (!n || *n < 0) throw InputError(fmt::format("{}: bad .npy header (shape entries must be integers >= 0): {}", name, header));
@@ -336,6 +361,7 @@ NpyArray parse_npy(std::span<const std::byte> bytes, std::string_view name) {
   const std::size_t elem = dtype_size(a.dtype);
   const std::size_t nbytes = checked_count(a.shape, elem, name) * elem;
   const std::size_t start = prefix + hlen;
+  if (header_only) return a;
   const std::size_t have = bytes.size() - start;
   if (have < nbytes)
     throw InputError(fmt::format("{}: truncated .npy file: shape {} of {} needs {} data bytes, found {}", name,
@@ -348,6 +374,7 @@ NpyArray parse_npy(std::span<const std::byte> bytes, std::string_view name) {
   if (*fortran && a.shape.size() > 1) a.data = fortran_to_c(a.data, a.shape, elem);
   return a;
 }
+}  // namespace
 
 NpyArray read_npy(const std::filesystem::path& file) {
   const std::string name = file.string();
@@ -396,13 +423,7 @@ std::vector<std::byte> serialize_npy(const NpyArray& a) {
 
 void write_npy(const std::filesystem::path& file, const NpyArray& a) {
   const std::vector<std::byte> bytes = serialize_npy(a);  // validate before touching the filesystem
-  write_atomically(file, [&](const std::filesystem::path& tmp) {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw InputError(fmt::format("{}: cannot open for writing: {}", file.string(), std::strerror(errno)));
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) throw InputError(fmt::format("{}: write failed: {}", file.string(), std::strerror(errno)));
-  });
+  write_atomically(file, [&](const std::filesystem::path& tmp) { write_bytes(tmp, bytes.data(), bytes.size(), file.string()); });
 }
 
 template <class T> NpyArray make_npy(std::vector<std::size_t> shape, std::span<const T> values) {

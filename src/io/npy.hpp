@@ -22,8 +22,9 @@
 
 namespace fp8flow::io {
 
-// Element types we read and write. bf16 never appears in a .npy header (numpy has no bf16): bf16 data
-// is stored as uint16 codes; the bf16 tag only exists for in-memory arrays a caller builds itself.
+// Element types we read and write. numpy has no bf16: we write bf16 data as uint16 codes, and read
+// ml_dtypes' bfloat16 arrays (descr '<V2') as bf16. ml_dtypes' float8 arrays ('<V1', or '<f1' for
+// float8_e5m2) read as u8 codes (NpyArray::float8_codes() tells them apart; their format must be given).
 enum class DType { f16, bf16, f32, f64, u8, u16, u32, i8, i16, i32, i64, boolean };
 
 std::string_view to_string(DType t);    // "float16", "bfloat16", "float32", ..., "bool" (numpy names)
@@ -65,6 +66,10 @@ struct NpyArray {
   DType dtype = DType::f32;
   std::vector<std::size_t> shape;  // empty: a rank-0 scalar (one element)
   std::vector<std::byte> data;     // C order, native little endian after read
+  std::string descr;               // the header's descr as read ('<f4', '<V2', ...); empty for built arrays
+
+  // An ml_dtypes float8 array: one-byte codes in a format the header does not name.
+  bool float8_codes() const { return descr.size() == 3 && (descr[1] == 'V' || descr[1] == 'f') && descr[2] == '1'; }
 
   std::size_t size() const;        // product of shape (1 for rank 0)
   std::string shape_string() const;  // "(2, 3)", "()" -- numpy's spelling
@@ -86,6 +91,10 @@ struct NpyArray {
 // unknown version, truncated header or data, malformed header, unsupported dtype such as complex,
 // object or structured, rank > 8, trailing bytes).
 NpyArray read_npy(const std::filesystem::path& file);
+
+// The header only (dtype, shape, descr; no data), from the file's first MiB: what a command checks its memory
+// estimate against before reading the whole file. Throws InputError like read_npy.
+NpyArray peek_npy(const std::filesystem::path& file);
 
 // Parses .npy bytes already in memory; `name` is used in error messages.
 NpyArray parse_npy(std::span<const std::byte> bytes, std::string_view name);

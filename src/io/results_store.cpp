@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "io/atomic_write.hpp"
 #include "io/errors.hpp"
 #include "version.hpp"
 
@@ -344,10 +346,6 @@ void fsync_path(const fs::path& p, bool directory) {
   if (rc != 0) throw InputError(fmt::format("{}: fsync failed: {}", p.string(), std::strerror(err)));
 }
 
-fs::path partial_path(const fs::path& file) {
-  return fs::path(file) += fmt::format(".partial-{}", ::getpid());
-}
-
 void create_store(const fs::path& p) {
   H5::H5File f(p.string(), H5F_ACC_TRUNC);
   write_attr(f, kSchemaAttr, kSchemaVersion);
@@ -544,6 +542,9 @@ json to_json(const RunRecord& r) {
 
 struct ResultsFile::Impl {
   H5::H5File file;
+  bool scanned = false;
+  std::vector<std::string> healthy;
+  std::vector<DamagedRun> damaged;
 };
 
 ResultsFile::ResultsFile(const fs::path& file) : path_(file), impl_(nullptr) {
@@ -577,12 +578,39 @@ ResultsFile::ResultsFile(const fs::path& file) : path_(file), impl_(nullptr) {
 
 ResultsFile::~ResultsFile() { delete impl_; }
 
-std::vector<std::string> ResultsFile::hashes() const {
+std::vector<std::string> ResultsFile::all_groups() const {
   try {
     return child_names(impl_->file.openGroup(kRunsGroup));
   } catch (const H5::Exception& e) {
     throw InputError(fmt::format("{}: cannot list {}: {}", path_.string(), kRunsGroup, e.getDetailMsg()));
   }
+}
+
+void ResultsFile::scan() const {
+  if (impl_->scanned) return;
+  for (const std::string& h : all_groups()) {
+    try {
+      if (impl_->file.childObjType(std::string(kRunsGroup) + "/" + h) != H5O_TYPE_GROUP)
+        throw InputError(fmt::format("{}:{}/{}: not a group", path_.string(), kRunsGroup, h));
+      (void)read(h, false);  // every attribute, table and histogram parses
+      impl_->healthy.push_back(h);
+    } catch (const std::exception& e) {
+      impl_->damaged.push_back({h, e.what()});
+    } catch (const H5::Exception& e) {
+      impl_->damaged.push_back({h, fmt::format("{}:{}/{}: {}", path_.string(), kRunsGroup, h, e.getDetailMsg())});
+    }
+  }
+  impl_->scanned = true;
+}
+
+std::vector<std::string> ResultsFile::hashes() const {
+  scan();
+  return impl_->healthy;
+}
+
+const std::vector<DamagedRun>& ResultsFile::damaged() const {
+  scan();
+  return impl_->damaged;
 }
 
 RunInfo ResultsFile::info(const std::string& hash) const {
@@ -597,10 +625,13 @@ RunInfo ResultsFile::info(const std::string& hash) const {
     i.experiment = read_string_attr(g, "experiment", where);
     const std::string pj = read_string_attr(g, "params_json", where);
     i.params = json::parse(pj, nullptr, false);
-    if (i.params.is_discarded()) throw InputError(fmt::format("{}: attribute 'params_json' is not JSON", where));
+    if (i.params.is_discarded() || !i.params.is_object())
+      throw InputError(fmt::format("{}: attribute 'params_json' is not a JSON object", where));
     return i;
   } catch (const H5::Exception& e) {
     throw InputError(fmt::format("{}: {}", where, e.getDetailMsg()));
+  } catch (const json::exception& e) {
+    throw InputError(fmt::format("{}: {}", where, e.what()));
   }
 }
 
@@ -662,6 +693,8 @@ RunRecord ResultsFile::read(const std::string& hash, bool with_tensors) const {
     }
   } catch (const H5::Exception& e) {
     throw InputError(fmt::format("{}: {}", where, e.getDetailMsg()));
+  } catch (const json::exception& e) {  // an attribute of the wrong type (a number where text belongs, ...)
+    throw InputError(fmt::format("{}: {}", where, e.what()));
   }
   return r;
 }
@@ -671,6 +704,11 @@ std::string ResultsFile::resolve(std::string_view prefix) const {
   std::vector<std::string> hits;
   for (auto& h : hashes())
     if (h.starts_with(prefix)) hits.push_back(h);
+  if (hits.empty())
+    for (const DamagedRun& d : damaged())
+      if (d.hash.starts_with(prefix))
+        throw InputError(fmt::format("run {} is damaged and cannot be read: {} (`fp8flow fsck {} --drop` removes it)",
+                                     d.hash, d.reason, path_.string()));
   if (hits.empty()) throw InputError(fmt::format("{}: no run whose hash starts with '{}' (see `fp8flow ls {}`)",
                                                  path_.string(), prefix, path_.string()));
   if (hits.size() > 1)
@@ -681,11 +719,53 @@ std::string ResultsFile::resolve(std::string_view prefix) const {
 }
 
 std::set<std::string> existing_runs(const fs::path& file) {
-  std::error_code ec;
-  if (!fs::exists(file, ec)) return {};
-  const ResultsFile f(file);
+  const OutputTarget t = resolve_output(file, false);
+  if (!t.exists) return {};
+  const ResultsFile f(t.path);
+  if (!f.damaged().empty()) {
+    const DamagedRun& d = f.damaged().front();
+    throw InputError(fmt::format("{}: {} damaged or incomplete run group{} ({}{}); fp8flow does not add runs to a "
+                                 "damaged store: `fp8flow fsck {} --drop` removes them",
+                                 file.string(), f.damaged().size(), f.damaged().size() == 1 ? "" : "s", d.reason,
+                                 f.damaged().size() > 1 ? ", ..." : "", file.string()));
+  }
   const auto h = f.hashes();
   return {h.begin(), h.end()};
+}
+
+FsckReport fsck_store(const fs::path& file, bool drop) {
+  FsckReport r;
+  {
+    const ResultsFile f(file);
+    r.healthy = f.hashes().size();
+    r.damaged = f.damaged();
+  }
+  if (!drop || r.damaged.empty()) return r;
+  const OutputTarget t = resolve_output(file, false);
+  FileLock lock(t.path);
+  const fs::path tmp = partial_path(t.path);
+  try {
+    fs::copy_file(t.path, tmp, fs::copy_options::overwrite_existing);
+    {
+      H5::H5File f(tmp.string(), H5F_ACC_RDWR);
+      for (const DamagedRun& d : r.damaged) f.unlink(std::string(kRunsGroup) + "/" + d.hash);
+      if (f.nameExists(kStagingGroup)) f.unlink(kStagingGroup);
+    }
+    fs::permissions(tmp, t.perms);
+    fsync_path(tmp, false);
+    fs::rename(tmp, t.path);
+    fsync_path(t.path.has_parent_path() ? t.path.parent_path() : fs::path("."), true);
+  } catch (const H5::Exception& e) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw InputError(fmt::format("{}: dropping damaged runs failed: {}", file.string(), e.getDetailMsg()));
+  } catch (const fs::filesystem_error& e) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw InputError(fmt::format("{}: {}", file.string(), e.what()));
+  }
+  r.dropped = r.damaged.size();
+  return r;
 }
 
 bool append_run_once(const fs::path& file, RunRecord rec) {
@@ -701,30 +781,63 @@ bool append_run_once(const fs::path& file, RunRecord rec) {
 
 // ---- Writing -------------------------------------------------------------------------------------
 
-fs::path FileLock::lock_path(const fs::path& file) { return fs::path(file) += ".lock"; }
+// The path a writer works on: a symlink's target (the link stays a link), after refusing what cannot be a
+// store -- an empty name, a directory, a device such as /dev/null, a read-only file -- before any lock
+// file is created.
+fs::path checked_store_path(const fs::path& file) {
+  if (file.empty()) throw InputError("empty results file name: give a path such as results/out.h5");
+  try {
+    return resolve_output(file, false).path;
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("{} (an HDF5 results store must be a regular, writable file)", e.what()));
+  }
+}
+
+// The lock belongs to the file itself, not to the name it was reached by: a symlink and its target, or
+// a/../a.h5 and a.h5, share one lock. A file that does not exist yet is named by its resolved directory.
+fs::path FileLock::lock_path(const fs::path& file) {
+  std::error_code ec;
+  fs::path resolved = fs::weakly_canonical(fs::absolute(file, ec), ec);
+  if (ec || resolved.empty()) resolved = file;
+  return resolved += ".lock";
+}
 
 FileLock::FileLock(const fs::path& file) {
+  if (file.empty()) throw InputError("empty results file name");
   const fs::path lp = lock_path(file);
   if (file.has_parent_path()) {  // results/quickstart.h5 on a fresh checkout
     std::error_code ec;
     fs::create_directories(file.parent_path(), ec);
   }
-  fd_ = ::open(lp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw InputError(fmt::format("{}: cannot create lock file {}: {}", file.string(), lp.string(), std::strerror(errno)));
-  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    char buf[128] = {};
-    const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+  // Unlocking removes the lock file, so a lock taken on a file that was just unlinked is no lock: take it
+  // again until the locked file is the one the path names.
+  for (int attempt = 0;; ++attempt) {
+    fd_ = ::open(lp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd_ < 0)
+      throw InputError(fmt::format("{}: cannot create lock file {}: {}", file.string(), lp.string(), std::strerror(errno)));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      char buf[128] = {};
+      const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+      ::close(fd_);
+      fd_ = -1;
+      std::string holder = n > 0 ? std::string(buf, std::size_t(n)) : std::string("unknown");
+      holder.erase(std::find(holder.begin(), holder.end(), '\n'), holder.end());
+      if (err == EWOULDBLOCK)
+        throw InputError(fmt::format("{}: another fp8flow is writing this file (pid {}, lock {}); wait for it to finish "
+                                     "or write to another file",
+                                     file.string(), holder, lp.string()));
+      throw InputError(fmt::format("{}: cannot lock {}: {}", file.string(), lp.string(), std::strerror(err)));
+    }
+    struct stat held {}, named {};
+    if (::fstat(fd_, &held) == 0 && ::stat(lp.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
+        held.st_ino == named.st_ino)
+      break;
     ::close(fd_);
     fd_ = -1;
-    std::string holder = n > 0 ? std::string(buf, std::size_t(n)) : std::string("unknown");
-    holder.erase(std::find(holder.begin(), holder.end(), '\n'), holder.end());
-    if (err == EWOULDBLOCK)
-      throw InputError(fmt::format("{}: another fp8flow is writing this file (pid {}, lock {}); wait for it to finish "
-                                   "or write to another file",
-                                   file.string(), holder, lp.string()));
-    throw InputError(fmt::format("{}: cannot lock {}: {}", file.string(), lp.string(), std::strerror(err)));
+    if (attempt > 100) throw InputError(fmt::format("{}: cannot lock {}: it keeps changing", file.string(), lp.string()));
   }
+  path_ = lp;
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
   const std::string who = fmt::format("{}\n{}\n", ::getpid(), host);
@@ -734,11 +847,14 @@ FileLock::FileLock(const fs::path& file) {
 }
 
 FileLock::~FileLock() {
-  if (fd_ >= 0) ::close(fd_);  // releases the flock
+  if (fd_ < 0) return;
+  std::error_code ignored;
+  fs::remove(path_, ignored);  // while still holding it: a waiter that opened it retries (see above)
+  ::close(fd_);                // releases the flock
 }
 
 ResultsWriter::ResultsWriter(const fs::path& file, double commit_interval_s)
-    : file_(file), lock_(file), interval_s_(commit_interval_s), min_interval_s_(commit_interval_s) {
+    : file_(checked_store_path(file)), lock_(file_), interval_s_(commit_interval_s), min_interval_s_(commit_interval_s) {
   quiet_hdf5();
   complete_ = existing_runs(file_);
   // Under the lock no other writer exists, so any <file>.partial-* is left by a killed one.
@@ -770,14 +886,19 @@ void ResultsWriter::commit() {
   const double t0 = steady_seconds();
   const fs::path tmp = partial_path(file_);
   try {
-    std::error_code ec;
-    if (fs::exists(file_, ec)) fs::copy_file(file_, tmp, fs::copy_options::overwrite_existing);
-    else create_store(tmp);
+    const OutputTarget t = resolve_output(file_, false);  // still writable, still a file
+    if (t.exists) {
+      fs::copy_file(file_, tmp, fs::copy_options::overwrite_existing);
+      fs::permissions(tmp, t.perms | fs::perms::owner_write);
+    } else {
+      create_store(tmp);
+    }
     {
       H5::H5File f(tmp.string(), H5F_ACC_RDWR);
       for (const RunRecord& r : pending_) write_run(f, r);
       f.unlink(kStagingGroup);
     }  // every object closed here, so the file is closed
+    if (t.exists) fs::permissions(tmp, t.perms);  // the store keeps its mode
     fsync_path(tmp, false);
     fs::rename(tmp, file_);
     fsync_path(file_.has_parent_path() ? file_.parent_path() : fs::path("."), true);

@@ -82,6 +82,11 @@ RunRecord deserialize(std::span<const std::uint8_t> bytes);  // throws InputErro
 nlohmann::json to_json(const RunRecord& r);
 
 // ---- Reading (never modifies the file) -----------------------------------------------------------
+struct DamagedRun {
+  std::string hash;    // the group's name under /runs
+  std::string reason;  // the first problem found, naming the object
+};
+
 struct RunInfo {
   std::string hash, kind, label, summary, experiment;
   nlohmann::json params;
@@ -97,7 +102,11 @@ class ResultsFile {
   ResultsFile& operator=(const ResultsFile&) = delete;
 
   const std::filesystem::path& path() const { return path_; }
-  std::vector<std::string> hashes() const;  // sorted
+  // The complete runs, sorted. A run group that cannot be read whole (an interrupted or damaged write: a
+  // missing attribute, table or column) is left out and listed by damaged() with the reason.
+  std::vector<std::string> hashes() const;
+  const std::vector<DamagedRun>& damaged() const;
+  std::vector<std::string> all_groups() const;  // every name under /runs, damaged or not
   RunInfo info(const std::string& hash) const;
   // The full run: tables, histograms and (with_tensors) tensors. Throws InputError naming the object
   // for a missing or malformed attribute or dataset.
@@ -106,13 +115,15 @@ class ResultsFile {
   std::string resolve(std::string_view prefix) const;
 
  private:
+  void scan() const;
   std::filesystem::path path_;
   struct Impl;
   Impl* impl_;
 };
 
 // Checks that `file` is absent or an fp8flow store this build can extend; throws InputError like
-// ResultsFile. Returns the hashes of its complete runs (empty for a new file).
+// ResultsFile, and for a store holding damaged run groups (fsck_store drops them). Returns the hashes of its
+// complete runs (empty for a new file).
 std::set<std::string> existing_runs(const std::filesystem::path& file);
 
 // Appends one run to the store `file` (created, with its folder, if absent) unless a run with its hash is
@@ -120,9 +131,23 @@ std::set<std::string> existing_runs(const std::filesystem::path& file);
 // InputError for a file that is not an fp8flow store or is locked by another writer.
 bool append_run_once(const std::filesystem::path& file, RunRecord rec);
 
+// `fp8flow fsck`: the damaged run groups of a store; `drop` rewrites it without them (under the lock,
+// atomically, permissions kept).
+struct FsckReport {
+  std::size_t healthy = 0, dropped = 0;
+  std::vector<DamagedRun> damaged;
+};
+FsckReport fsck_store(const std::filesystem::path& file, bool drop);
+
 // ---- Writing -------------------------------------------------------------------------------------
-// An exclusive flock on `<file>.lock` holding the writer's pid. Throws InputError naming the file and
-// the holder's pid when another process holds it. Released by the kernel on any exit, kill -9 included.
+// The path a store writer works on: the target of a symlink; throws InputError for an empty name, a
+// directory, a device (/dev/null) or a read-only file -- before any lock file exists.
+std::filesystem::path checked_store_path(const std::filesystem::path& file);
+
+// An exclusive flock on `<resolved file>.lock` holding the writer's pid (the path resolved through symlinks,
+// so every name of one file shares one lock). Throws InputError naming the file and the holder's pid when
+// another process holds it. The destructor removes the lock file; the kernel releases the flock on any
+// exit, kill -9 included (then a stale, unlocked lock file stays and is reused).
 class FileLock {
  public:
   explicit FileLock(const std::filesystem::path& file);
@@ -133,6 +158,7 @@ class FileLock {
 
  private:
   int fd_ = -1;
+  std::filesystem::path path_;
 };
 
 class ResultsWriter {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -365,6 +366,33 @@ void train_run(const RunSpec& spec, int /*threads*/, RunRecord& rec, const std::
 }
 
 }  // namespace
+
+std::uint64_t run_memory_bytes(const RunSpec& spec) {
+  const auto& p = spec.params;
+  if (spec.kind == "transpose_study")
+    return transpose_study_bytes(p["shape"][0].get<std::uint64_t>(), p["shape"][1].get<std::uint64_t>());
+  if (spec.kind == "gemm_accum_study") {
+    const long double m = p["shape"][0].get<double>(), n = p["shape"][1].get<double>(), k = p["shape"][2].get<double>();
+    // float32 + float64 operands and their codes, one float64 output per model plus the exact one.
+    const long double models = p["accum_models"].size() + 1;
+    const long double b = 1.5L * (13 * (m * k + n * k) + 8 * m * n * (models + 1)) + (32u << 20);
+    return b >= 1.8e19L ? UINT64_MAX : static_cast<std::uint64_t>(b);
+  }
+  if (spec.kind == "moe_dataflows") {
+    MoeShape shape = preset_shape(p["preset"].get<std::string>());
+    if (p["tokens"].get<std::int64_t>() > 0) shape.tokens = p["tokens"].get<std::size_t>();
+    if (p["experts"].get<std::int64_t>() > 0) shape.experts = p["experts"].get<std::size_t>();
+    if (p["topk"].get<std::int64_t>() > 0) shape.topk = p["topk"].get<std::size_t>();
+    return moe_layer_bytes(shape);
+  }
+  if (spec.kind == "train") {
+    const train::TrainConfig c = train_config(spec, 1);
+    std::error_code ec;
+    const std::uintmax_t corpus = std::filesystem::file_size(train::resolve_corpus(c.corpus), ec);
+    return train::train_bytes(c, ec ? 0 : corpus);
+  }
+  return 0;
+}
 
 train::TrainConfig train_config(const RunSpec& spec, int threads) {
   const auto& p = spec.params;

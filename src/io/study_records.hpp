@@ -25,6 +25,10 @@ void add_transpose_study(const TransposeStudyResult& r, RunRecord& rec);
 // The record of `spec` before its study runs: identity, parameters, provenance with start time and threads.
 RunRecord begin_run_record(const RunSpec& spec, const std::string& experiment, int threads);
 
+// Bytes running `spec` holds at its peak (reference/*'s estimates for its kind; train counts its corpus's
+// size): what `run` and `check` compare with the memory limit before anything runs.
+std::uint64_t run_memory_bytes(const RunSpec& spec);
+
 // The training config of a resolved `train` run (io/experiment.cpp resolves the preset's values).
 train::TrainConfig train_config(const RunSpec& spec, int threads);
 

@@ -20,7 +20,7 @@ fs::path codes_path(const fs::path& prefix) { return fs::path(prefix) += ".codes
 fs::path scales_path(const fs::path& prefix) { return fs::path(prefix) += ".scale_inv.npy"; }
 fs::path meta_path(const fs::path& prefix) { return fs::path(prefix) += ".meta.json"; }
 
-InputTensor read_input_npy(const fs::path& file) {
+InputTensor read_input_npy(const fs::path& file, const FormatSpec* from) {
   const io::NpyArray a = io::read_npy(file);
   if (a.shape.size() != 2)
     throw InputError(fmt::format("{}: shape {}: expected a 2-D array [rows, cols]", file.string(), a.shape_string()));
@@ -31,28 +31,61 @@ InputTensor read_input_npy(const fs::path& file) {
   t.cols = a.shape[1];
   t.x.resize(a.size());
   t.truth.resize(a.size());
+  const std::string dtype = a.float8_codes() ? fmt::format("'{}' (ml_dtypes float8)", a.descr)
+                                             : std::string(io::to_string(a.dtype));
+  auto not_codes = [&](std::string_view what) {
+    if (from)
+      throw InputError(fmt::format("{}: dtype {} holds {} values, not {} codes: drop --from {}", file.string(), dtype,
+                                   what, from->name, from->name));
+  };
+  auto codes = [&](const auto& v, int bits) {
+    if (!from)
+      throw InputError(fmt::format("{}: dtype {} holds raw codes: say which format they are in with --from FORMAT (e.g. "
+                                   "--from {})",
+                                   file.string(), dtype, bits == 16 ? "bf16" : "e4m3"));
+    if (storage_bits(*from) != bits)
+      throw InputError(fmt::format("{}: dtype {} cannot hold {} codes ({}-bit storage)", file.string(), dtype,
+                                   from->name, storage_bits(*from)));
+    for (std::size_t i = 0; i < v.size(); ++i) t.x[i] = decode_f32(*from, v[i]), t.truth[i] = t.x[i];
+    t.dtype = from == &bf16 ? InputDtype::bf16 : from == &f16 ? InputDtype::f16 : InputDtype::f32;
+  };
   switch (a.dtype) {
     case io::DType::f32: {
+      not_codes("float32");
       const auto v = a.view<float>();
       for (std::size_t i = 0; i < v.size(); ++i) t.x[i] = v[i], t.truth[i] = v[i];
       break;
     }
     case io::DType::f64: {
+      not_codes("float64");
       const auto v = a.view<double>();
       for (std::size_t i = 0; i < v.size(); ++i) t.x[i] = float(v[i]), t.truth[i] = v[i];
       break;
     }
     case io::DType::f16: {
+      if (from != &f16) not_codes("float16");
       const auto v = a.view<std::uint16_t>();
       for (std::size_t i = 0; i < v.size(); ++i) t.x[i] = decode_f32(f16, v[i]), t.truth[i] = t.x[i];
       t.dtype = InputDtype::f16;
       break;
     }
+    case io::DType::bf16: {
+      if (from != &bf16) not_codes("bfloat16");
+      const auto v = a.view<std::uint16_t>();
+      for (std::size_t i = 0; i < v.size(); ++i) t.x[i] = decode_f32(bf16, v[i]), t.truth[i] = t.x[i];
+      t.dtype = InputDtype::bf16;
+      break;
+    }
+    case io::DType::u16: codes(a.view<std::uint16_t>(), 16); break;
+    case io::DType::u8: codes(a.view<std::uint8_t>(), 8); break;
     default:
-      throw InputError(fmt::format("{}: dtype {}: expected float16, float32 or float64", file.string(),
-                                   io::to_string(a.dtype)));
+      throw InputError(fmt::format("{}: dtype {}: expected float16, bfloat16, float32 or float64 values, or uint16 / "
+                                   "uint8 / ml_dtypes float8 codes with --from FORMAT",
+                                   file.string(), dtype));
   }
-  t.dtype_name = std::string(io::to_string(a.dtype));
+  t.dtype_name = from && (a.dtype == io::DType::u8 || a.dtype == io::DType::u16)
+                     ? fmt::format("{} codes ({})", from->name, dtype)
+                     : dtype;
   for (double v : t.truth) {
     if (std::isnan(v)) ++t.nan;
     else if (std::isinf(v)) ++t.inf;
@@ -86,13 +119,14 @@ void save_quantized(const fs::path& prefix, const QuantizedTensor& q) {
                                                                                     : "float16"},
                                {"row_groups", q.row_groups},
                                {"origin", q.origin}};
-  io::write_npy(codes_path(prefix), codes);
-  io::write_npy(scales_path(prefix), scales);
-  io::write_atomically(meta_path(prefix), [&](const fs::path& tmp) {
-    std::ofstream f(tmp);
-    f << meta.dump(2) << "\n";
-    f.close();
-    if (!f) throw InputError(fmt::format("{}: cannot write", tmp.string()));
+  // All three files or none (io::write_all_atomically): a failure never leaves a mixed old/new set.
+  const std::vector<std::byte> code_bytes = io::serialize_npy(codes), scale_bytes = io::serialize_npy(scales);
+  const std::string meta_text = meta.dump(2) + "\n";
+  const fs::path cp = codes_path(prefix), sp = scales_path(prefix), mp = meta_path(prefix);
+  io::write_all_atomically({
+      {cp, [&](const fs::path& tmp) { io::write_bytes(tmp, code_bytes.data(), code_bytes.size(), cp.string()); }},
+      {sp, [&](const fs::path& tmp) { io::write_bytes(tmp, scale_bytes.data(), scale_bytes.size(), sp.string()); }},
+      {mp, [&](const fs::path& tmp) { io::write_bytes(tmp, meta_text.data(), meta_text.size(), mp.string()); }},
   });
 }
 

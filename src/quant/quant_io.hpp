@@ -25,7 +25,10 @@ struct InputTensor {
   std::size_t nan = 0, inf = 0;
 };
 // Reads a 2-D float16/float32/float64 .npy; throws InputError naming the file for anything else.
-InputTensor read_input_npy(const std::filesystem::path& file);
+// A 2-D tensor of values: float16/32/64, bfloat16 (ml_dtypes' '<V2' arrays), or raw codes decoded exactly with
+// `from` (uint16 bf16/f16 codes; uint8 or ml_dtypes float8 codes of an 8-bit format). Throws InputError naming
+// the file, its dtype and what was expected (e.g. "say which format with --from").
+InputTensor read_input_npy(const std::filesystem::path& file, const FormatSpec* from = nullptr);
 
 std::filesystem::path codes_path(const std::filesystem::path& prefix);
 std::filesystem::path scales_path(const std::filesystem::path& prefix);

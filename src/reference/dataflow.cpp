@@ -7,6 +7,11 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
@@ -153,7 +158,7 @@ int count_steps(const Dataflow& df, Op op, std::string_view tensor) {
   return n;
 }
 
-void check_dataflow(const Dataflow& df) {
+void check_dataflow(const Dataflow& df, bool complete) {
   std::set<std::string, std::less<>> defined{"x", "wr", "w1", "w2", "dy"};
   for (std::size_t i = 0; i < df.steps.size(); ++i) {
     const Step& s = df.steps[i];
@@ -176,6 +181,14 @@ void check_dataflow(const Dataflow& df) {
     if (s.op == Op::round && s.prec == Precision::fp8) fail("round to fp8 is a quantize step");
     for (const auto& o : s.out) defined.insert(o);
   }
+  if (!complete) return;
+  // The layer's outputs, which the error ledger compares with the golden run: a dataflow that stops early
+  // (a truncated file) is refused here rather than failing later.
+  for (const char* out : {"y", "dx", "dwr", "dw1", "dw2"})
+    if (!defined.contains(out))
+      throw InputError(fmt::format("dataflow {}: no step computes '{}' (every dataflow must produce y, dx, dwr, dw1 and "
+                                   "dw2; is the file complete?)",
+                                   df.name, out));
 }
 
 // ---- Tensors -----------------------------------------------------------------------------------------
@@ -696,75 +709,147 @@ void execute(const Dataflow& df, const Context& ctx, Env& env, const ExecOptions
 
 // ---- TOML ------------------------------------------------------------------------------------------------
 Dataflow load_dataflow_toml(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    throw InputError(fmt::format("{}: {}", path, std::filesystem::exists(path, ec) ? "not a regular file" : "no such file"));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_dataflow_toml(text.str(), path);
+}
+
+Dataflow parse_dataflow_toml(std::string_view text, const std::string& path) {
   toml::table tbl;
   try {
-    tbl = toml::parse_file(path);
+    tbl = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
-    throw InputError(fmt::format("{}: {} (line {})", path, e.description(), e.source().begin.line));
+    throw InputError(fmt::format("{}:{}:{}: {}", path, e.source().begin.line, e.source().begin.column, e.description()));
   }
+  auto at = [&](const toml::source_region& r) { return fmt::format("{}:{}", path, r.begin.line); };
+  for (auto&& [k, v] : tbl)
+    if (k.str() != "name" && k.str() != "description" && k.str() != "step")
+      throw InputError(fmt::format("{}: unknown key '{}'; expected name, description and [[step]] tables", at(k.source()),
+                                   k.str()));
   Dataflow df;
-  df.name = tbl["name"].value_or(std::string{});
-  if (df.name.empty()) throw InputError(fmt::format("{}: name = \"...\" is missing", path));
-  df.description = tbl["description"].value_or(std::string{});
-  const toml::array* steps = tbl["step"].as_array();
-  if (!steps || steps->empty()) throw InputError(fmt::format("{}: no [[step]] tables", path));
+  const toml::node* name = tbl.get("name");
+  if (!name) throw InputError(fmt::format("{}:1: name = \"...\" is missing", path));
+  if (!name->is_string() || name->as_string()->get().empty())
+    throw InputError(fmt::format("{}: name: expected a non-empty string", at(name->source())));
+  df.name = name->as_string()->get();
+  if (const toml::node* d = tbl.get("description")) {
+    if (!d->is_string()) throw InputError(fmt::format("{}: description: expected a string", at(d->source())));
+    df.description = d->as_string()->get();
+  }
+  const toml::node* steps_node = tbl.get("step");
+  const toml::array* steps = steps_node ? steps_node->as_array() : nullptr;
+  if (!steps || steps->empty())
+    throw InputError(fmt::format("{}: no [[step]] tables", steps_node ? at(steps_node->source()) : path));
+  std::vector<toml::source_region> step_at;
   for (std::size_t i = 0; i < steps->size(); ++i) {
     const toml::table* st = (*steps)[i].as_table();
-    auto where = [&](const char* field) { return fmt::format("{}: [[step]] {} field '{}'", path, i, field); };
-    if (!st) throw InputError(fmt::format("{}: step {} is not a table", path, i));
+    if (!st) throw InputError(fmt::format("{}: step {} is not a table", at((*steps)[i].source()), i));
+    step_at.push_back(st->source());
+    auto where = [&](const char* field) {
+      const toml::node* n = st->get(field);
+      return fmt::format("{}: [[step]] {} field '{}'", at(n ? n->source() : st->source()), i, field);
+    };
+    for (auto&& [k, v] : *st) {
+      static const std::set<std::string, std::less<>> known{"op", "in", "out", "phase", "prec",
+                                                            "recipe", "method", "accum", "eps"};
+      if (!known.contains(k.str()))
+        throw InputError(fmt::format("{}: [[step]] {}: unknown key '{}'; expected op, in, out, phase, prec, recipe, "
+                                     "method, accum, eps",
+                                     at(k.source()), i, k.str()));
+    }
     auto str = [&](const char* field, bool required) -> std::optional<std::string> {
-      const auto node = (*st)[field];
+      const toml::node* node = st->get(field);
       if (!node) {
         if (required) throw InputError(where(field) + ": missing");
         return std::nullopt;
       }
-      if (auto v = node.value<std::string>()) return *v;
+      if (const auto* v = node->as_string()) return v->get();
       throw InputError(where(field) + ": expected a string");
     };
     auto list = [&](const char* field) {
       std::vector<std::string> out;
-      const toml::array* a = (*st)[field].as_array();
-      if (!a) throw InputError(where(field) + ": expected an array of tensor names");
+      const toml::node* node = st->get(field);
+      const toml::array* a = node ? node->as_array() : nullptr;
+      if (!a) throw InputError(where(field) + (node ? ": expected an array of tensor names" : ": missing"));
       for (const auto& n : *a) {
-        auto v = n.value<std::string>();
+        const auto* v = n.as_string();
         if (!v) throw InputError(where(field) + ": expected strings");
-        out.push_back(*v);
+        out.push_back(v->get());
       }
       return out;
     };
-    Step s{parse_op(*str("op", true)), list("in"), list("out")};
+    Step s{};
     try {
-      if (auto v = str("phase", false)) s.phase = parse_phase(*v);
-      if (auto v = str("prec", false)) s.prec = parse_precision(*v);
-      if (auto v = str("recipe", false)) s.recipe = parse_recipe(*v);
-      if (auto v = str("method", false)) s.method = parse_transpose_method(*v);
-      if (auto v = str("accum", false)) s.accum = parse_accum_model(*v);
+      s.op = parse_op(*str("op", true));
     } catch (const InputError& e) {
-      throw InputError(fmt::format("{}: [[step]] {}: {}", path, i, e.what()));
+      if (std::string_view(e.what()).starts_with(path)) throw;
+      throw InputError(fmt::format("{}: {}", where("op"), e.what()));
     }
-    if (const auto e = (*st)["eps"]) {
-      auto v = e.value<double>();
-      if (!v) throw InputError(where("eps") + ": expected a number");
+    s.in = list("in");
+    s.out = list("out");
+    auto field = [&](const char* f, auto parse) {
+      if (auto v = str(f, false)) {
+        try {
+          parse(*v);
+        } catch (const std::exception& e) {
+          throw InputError(fmt::format("{}: {}", where(f), e.what()));
+        }
+      }
+    };
+    field("phase", [&](const std::string& v) { s.phase = parse_phase(v); });
+    field("prec", [&](const std::string& v) { s.prec = parse_precision(v); });
+    field("recipe", [&](const std::string& v) { s.recipe = parse_recipe(v); });
+    field("method", [&](const std::string& v) { s.method = parse_transpose_method(v); });
+    field("accum", [&](const std::string& v) { s.accum = parse_accum_model(v); });
+    if (const toml::node* e = st->get("eps")) {
+      auto v = e->value<double>();
+      if (!v || !std::isfinite(*v) || *v < 0) throw InputError(where("eps") + ": expected a finite number >= 0");
       s.eps = static_cast<float>(*v);
     }
     df.steps.push_back(std::move(s));
   }
-  check_dataflow(df);
+  // The graph: the first step that breaks it is named with its line.
+  try {
+    check_dataflow(df, false);
+  } catch (const InputError& e) {
+    Dataflow prefix = df;
+    for (std::size_t k = 1; k <= df.steps.size(); ++k) {
+      prefix.steps.assign(df.steps.begin(), df.steps.begin() + std::ptrdiff_t(k));
+      try {
+        check_dataflow(prefix, false);
+      } catch (const InputError&) {
+        throw InputError(fmt::format("{}: {}", at(step_at[k - 1]), e.what()));
+      }
+    }
+    throw InputError(fmt::format("{}: {}", path, e.what()));
+  }
+  try {
+    check_dataflow(df, true);
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("{}:{}: {}", path, step_at.back().end.line, e.what()));
+  }
   return df;
 }
 
 std::string to_toml(const Dataflow& df) {
+  // TOML basic strings take JSON's escapes, so a JSON dump quotes any name (quotes, newlines) safely.
+  auto q = [](const std::string& s) { return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
   std::ostringstream os;
-  auto list = [](const std::vector<std::string>& v) {
+  auto list = [&](const std::vector<std::string>& v) {
     std::string s = "[";
-    for (std::size_t i = 0; i < v.size(); ++i) s += fmt::format("{}\"{}\"", i ? ", " : "", v[i]);
+    for (std::size_t i = 0; i < v.size(); ++i) s += fmt::format("{}{}", i ? ", " : "", q(v[i]));
     return s + "]";
   };
-  os << fmt::format("name = \"{}\"\ndescription = \"{}\"\n", df.name, df.description);
+  os << fmt::format("name = {}\ndescription = {}\n", q(df.name), q(df.description));
   for (const Step& s : df.steps) {
     os << fmt::format("\n[[step]]\nop = \"{}\"\nin = {}\nout = {}\nphase = \"{}\"\nprec = \"{}\"\n", to_string(s.op),
                       list(s.in), list(s.out), to_string(s.phase), to_string(s.prec));
-    if (s.recipe) os << fmt::format("recipe = \"{}\"\n", s.recipe->name());
+    if (s.recipe) os << fmt::format("recipe = {}\n", q(s.recipe->name()));
     if (s.eps != 0.0f) os << fmt::format("eps = {}\n", s.eps);
     if (s.op == Op::transpose) os << fmt::format("method = \"{}\"\n", to_string(s.method));
     if (s.op == Op::gemm) os << fmt::format("accum = \"{}\"\n", to_string(s.accum));

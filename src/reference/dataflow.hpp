@@ -102,7 +102,9 @@ int count_steps(const Dataflow& df, Op op, std::string_view tensor = {});
 
 // Structural checks: every input defined before use, gemm operands exist, recipes valid for their op.
 // Throws InputError naming the dataflow, the step index and the problem.
-void check_dataflow(const Dataflow& df);
+// Throws InputError naming the step. `complete`: also require the layer outputs y, dx, dwr, dw1, dw2 (a
+// whole layer, as user dataflow files must be; partial graphs such as one EP rank's are checked without).
+void check_dataflow(const Dataflow& df, bool complete = false);
 
 // ---- The tensor environment and the executor ---------------------------------------------------------
 struct Tensor {
@@ -148,7 +150,10 @@ Dataflow with_overrides(Dataflow df, const ExecOptions& o);
 // ---- TOML ------------------------------------------------------------------------------------------
 // A user dataflow: name, description, and [[step]] tables with op, in, out, phase, prec, recipe, eps,
 // method, accum (the names of this file). Throws InputError naming file, step and field.
+// A user dataflow file (docs/dataflows.md). Every error starts with `path:line:` and names the step and
+// field; unknown keys and a dataflow that never computes a layer output (a truncated file) are refused.
 Dataflow load_dataflow_toml(const std::string& path);
+Dataflow parse_dataflow_toml(std::string_view text, const std::string& path);
 std::string to_toml(const Dataflow& df);
 
 }  // namespace fp8flow

@@ -8,6 +8,7 @@
 #include <numbers>
 #include <numeric>
 
+#include "formats/convert.hpp"
 #include "io/errors.hpp"
 #include "io/npy.hpp"
 
@@ -46,6 +47,17 @@ MoeShape preset_shape(std::string_view name) {
     throw InputError(fmt::format("unknown MoE preset '{}': expected one of {}", name, kPresetNames));
   }
   return s;
+}
+
+std::uint64_t moe_layer_bytes(const MoeShape& s, bool attribute) {
+  // In long double: ds_v3's weights alone are ~10^10 values, and a TOML shape can be anything.
+  const long double T = s.tokens, H = s.hidden, F = s.ffn, E = s.experts, K = s.topk;
+  const long double W = 3 * E * F * H;                                // w1 [E, 2F, H] + w2 [E, H, F]
+  const long double R = T * K + E * (s.align ? s.align - 1 : 0);      // routed rows, padding included
+  const long double inputs = 8 * (2 * T * H + E * H + W);
+  const long double env = 8 * (2 * W + R * (4 * H + 6 * F) + 4 * T * H + T * E);
+  const long double total = 1.6L * (inputs + (attribute ? 3 : 2) * env) + (32u << 20);
+  return total >= 1.8e19L ? UINT64_MAX : static_cast<std::uint64_t>(total);
 }
 
 namespace {
@@ -111,7 +123,15 @@ std::vector<double> read_real(const std::string& file, std::vector<std::size_t> 
     auto v = a.view<float>();
     return {v.begin(), v.end()};
   }
-  throw InputError(fmt::format("{}: dtype {}, expected float32 or float64", file, io::to_string(a.dtype)));
+  if (a.dtype == io::DType::bf16 || a.dtype == io::DType::f16) {  // ml_dtypes bfloat16 ('<V2') or numpy float16
+    const FormatSpec& f = a.dtype == io::DType::bf16 ? bf16 : f16;
+    auto v = a.view<std::uint16_t>();
+    std::vector<double> out(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) out[i] = decode_f32(f, v[i]);
+    return out;
+  }
+  throw InputError(fmt::format("{}: dtype {}, expected float32, float64, float16 or bfloat16 (ml_dtypes)", file,
+                               a.float8_codes() ? "'" + a.descr + "' (float8 codes)" : std::string(io::to_string(a.dtype))));
 }
 }  // namespace
 

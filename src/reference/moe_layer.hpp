@@ -34,6 +34,10 @@ void check_shape(const MoeShape& s);  // throws InputError naming the field
 // Presets: ds_v3 (7168, 2048, 256, top-8), ds_v2_lite (2048, 1408, 64, top-6), quickstart
 // (896, 256, 32, top-8, 1024 tokens), tiny (seconds even in MPFR).
 MoeShape preset_shape(std::string_view name);  // throws InputError listing the names
+// Bytes `fp8flow moe` (or a moe_dataflows run) holds at its peak for this shape: the float64 inputs, the
+// golden and one dataflow's environment (weights, their gradients, the routed activations), one more with
+// `attribute`. Saturates instead of overflowing. Calibrated against peak RSS (docs/hardening.md).
+std::uint64_t moe_layer_bytes(const MoeShape& s, bool attribute = false);
 inline constexpr std::string_view kPresetNames = "tiny, quickstart, ds_v2_lite, ds_v3";
 
 // Seeded inputs and weights (documented in docs/dataflows.md):

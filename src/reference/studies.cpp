@@ -46,6 +46,7 @@ TransposeStudyResult transpose_study(const TransposeStudyConfig& c) {
   in.cols = c.cols;
   in.x = make_distribution(c.distribution, c.rows, c.cols, c.seed);
   in.truth = to_double(in.x);
+  if (c.progress) c.progress(1);
   return transpose_study(c, in);
 }
 
@@ -62,27 +63,49 @@ TransposeStudyResult transpose_study(const TransposeStudyConfig& c, const InputT
   p.eps = c.eps;
   p.input = in.dtype;
   check_recipe(r.rowwise_recipe, p);
+  std::size_t step = 1;
+  auto done = [&] {
+    if (c.progress) c.progress(++step);
+  };
   const QuantizedTensor rowwise = quantize(x, in.rows, in.cols, r.rowwise_recipe, p, {}, c.threads);
+  done();
   const QuantizedTensor naive = transpose_naive(rowwise, c.groups);
+  done();
   const QuantizedTensor paper = transpose_paper_kernel(rowwise, c.groups, c.threads);
+  done();
   const QuantizedTensor exact = transpose_exact(rowwise, c.groups, Rounding::rne, c.threads);
+  done();
   const QuantizedTensor direct = transpose_direct(x, in.rows, in.cols, c.tile, *c.payload, p, c.groups);
+  done();
   const std::vector<double> dq_row = to_double(dequantize(rowwise)), dq_direct = to_double(dequantize(direct)),
                             dq_exact = to_double(dequantize(exact));
+  done();
 
   const std::pair<const char*, const QuantizedTensor*> copies[] = {
       {"rowwise", &rowwise}, {"naive", &naive}, {"paper_kernel", &paper}, {"exact", &exact}, {"direct", &direct}};
   for (const auto& [name, q] : copies) r.comparisons.push_back({name, "input", compare(in.truth, *q)});
+  done();
   for (const auto& [name, q] : copies) r.comparisons.push_back({name, "direct", compare(dq_direct, *q)});
+  done();
   r.comparisons.push_back({"naive", "exact", compare(dq_exact, naive)});        // double quantization
   r.comparisons.push_back({"exact", "rowwise", compare(dq_row, exact)});        // SAT underflow tail
   r.comparisons.push_back({"paper_kernel", "rowwise", compare(dq_row, paper)});
+  done();
   r.paper_vs_exact = compare_paper_exact(rowwise, paper, exact);
+  done();
   if (c.keep_tensors) {
     r.x = x;
     for (const auto& [name, q] : copies) r.tensors.emplace_back(name, *q);
   }
   return r;
+}
+
+std::uint64_t transpose_study_bytes(std::uint64_t rows, std::uint64_t cols) {
+  // Per element: x 4 + truth 8 + five code copies 5 + dq_row/dq_direct/dq_exact 24 + a float32 dequantize in
+  // flight 4 + compare()'s work arrays 16; scales are 1/128 of that. Measured peak RSS: see docs/hardening.md.
+  constexpr std::uint64_t kCap = std::uint64_t(1) << 60;
+  const std::uint64_t n = rows && cols > kCap / rows ? kCap : rows * cols;
+  return n > kCap / 64 ? kCap : 64 * n + (std::uint64_t(32) << 20);
 }
 
 const Metrics& TransposeStudyResult::metrics(std::string_view method, std::string_view reference) const {

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -37,7 +38,13 @@ struct TransposeStudyConfig {
   const FormatSpec* payload = &e4m3;
   bool keep_tensors = false;        // fill TransposeStudyResult::x and ::copies
   int threads = 0;
+  // Called after each of the study's kTransposeStudySteps steps with the number done (a progress bar).
+  std::function<void(std::size_t)> progress;
 };
+inline constexpr std::size_t kTransposeStudySteps = 11;
+// Bytes a transpose study of [rows, cols] holds at its peak (the input in float32 and float64, five
+// quantized copies, three dequantized float64 copies, the metrics' work arrays), rounded up.
+std::uint64_t transpose_study_bytes(std::uint64_t rows, std::uint64_t cols);
 
 // One row of the study's metrics table: `method` measured against `reference`.
 struct StudyComparison {

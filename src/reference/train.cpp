@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <boost/math/distributions/students_t.hpp>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -89,15 +90,49 @@ std::string resolve_corpus(const std::string& path) {
 
 std::vector<std::uint8_t> load_corpus(const std::string& path, std::size_t min_bytes) {
   const std::string file = resolve_corpus(path);
-  std::ifstream in(file, std::ios::binary);
-  if (!in)
+  std::error_code ec;
+  const fs::file_status st = fs::status(file, ec);
+  if (ec || !fs::exists(st))
     throw InputError(fmt::format("corpus {}: cannot open (relative paths are looked up in the working directory, "
                                  "then above the executable; the shipped corpus is data/cmake-manuals.txt)",
                                  path));
-  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // A directory, /dev/zero or a FIFO has no size to check and could be read forever: a corpus is a file.
+  if (!fs::is_regular_file(st))
+    throw InputError(fmt::format("corpus {}: {}, expected a regular text file", file,
+                                 fs::is_directory(st) ? "is a directory" : "not a regular file (a device or pipe)"));
+  const std::uintmax_t size = fs::file_size(file, ec);
+  if (ec) throw InputError(fmt::format("corpus {}: cannot read its size: {}", file, ec.message()));
+  if (size > kMaxCorpusBytes)
+    throw InputError(fmt::format("corpus {}: {} bytes, more than the {} MiB a training corpus may have (a byte-level "
+                                 "model samples windows of it; cut it down)",
+                                 file, size, kMaxCorpusBytes >> 20));
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw InputError(fmt::format("corpus {}: cannot open: {}", file, std::strerror(errno)));
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
+  if (size && !in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(size)))
+    throw InputError(fmt::format("corpus {}: read error after {} of {} bytes", file, in.gcount(), size));
   if (bytes.size() < min_bytes)
     throw InputError(fmt::format("corpus {}: {} bytes, expected at least {} (two sequences)", file, bytes.size(), min_bytes));
   return bytes;
+}
+
+std::uint64_t train_bytes(const TrainConfig& c, std::uint64_t corpus_bytes) {
+  const long double L = c.layers, E = c.experts, K = c.topk, H = c.hidden, F = c.ffn, V = c.vocab;
+  const long double tokens = (long double)c.seq * c.batch;
+  // Parameters: embedding + unembedding, per layer the experts (w1 [2F, H], w2 [H, F]), router and mixer.
+  const long double params = 2 * V * H + L * (E * 3 * F * H + E * H + c.conv_width * H + 4 * H);
+  // float64 weights, gradients, both AdamW moments, the dataflow's low-precision copies: ~8 copies.
+  const long double weights = 8 * 8 * params;
+  // Activations kept for the backward pass, per layer: the routed rows (padding included) through the experts.
+  const long double rows = tokens * K + E * (c.align ? c.align - 1 : 0);
+  const long double acts = 8 * L * (tokens * (8 * H + E) + rows * (3 * H + 6 * F)) + 8 * tokens * V * 3;
+  // The golden fp64 layer of sampled steps holds one more layer's worth.
+  MoeShape s;
+  s.tokens = static_cast<std::size_t>(tokens), s.hidden = c.hidden, s.ffn = c.ffn, s.experts = c.experts,
+  s.topk = c.topk, s.align = c.align;
+  const long double golden = c.sample_every != 0 ? (long double)moe_layer_bytes(s) : 0;
+  const long double total = 1.5L * (weights + acts) + golden + corpus_bytes + (64u << 20);
+  return total >= 1.8e19L ? UINT64_MAX : static_cast<std::uint64_t>(total);
 }
 
 // ---- Statistics --------------------------------------------------------------------------------------

@@ -66,7 +66,14 @@ void check_config(const TrainConfig& c);
 // (build*/fp8flow -> the repository's data/). Throws InputError naming the path when missing or shorter
 // than two sequences.
 std::string resolve_corpus(const std::string& path);
+// Throws InputError naming the file for a missing file, a directory, a device or pipe (/dev/zero), a file
+// larger than kMaxCorpusBytes, a read error, or fewer than min_bytes bytes.
 std::vector<std::uint8_t> load_corpus(const std::string& path, std::size_t min_bytes);
+inline constexpr std::uint64_t kMaxCorpusBytes = std::uint64_t(1) << 30;
+// Bytes one training run of `c` holds at its peak with a corpus of `corpus_bytes` (an estimate that errs
+// high: weights, gradients and optimizer state in float64, the activations of every layer, the golden
+// layer of sampled steps). Saturates instead of overflowing.
+std::uint64_t train_bytes(const TrainConfig& c, std::uint64_t corpus_bytes);
 
 // ---- The logs (one struct per table of the schema) ---------------------------------------------------
 struct StepLog { int step; double loss, lr, grad_norm; };

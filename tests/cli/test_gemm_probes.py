@@ -37,11 +37,11 @@ def gemm_probes_list_and_check():
 
 def gemm_probes_errors():
     p = run("gemm-probes", "--gpu", "-o", tempfile.mkdtemp(), "--cases", "no_such_case", ok=False)
-    assert p.returncode == 1 and "no_such_case" in p.stderr, (p.returncode, p.stderr)
+    assert p.returncode == 2 and "no_such_case" in p.stderr, (p.returncode, p.stderr)
     p = run("gemm-probes", "--check", "/nonexistent/dir", ok=False)
     assert p.returncode == 1 and "gemm_probes.json" in p.stderr, (p.returncode, p.stderr)
     p = run("validate", "--gpu", "--op", "gemm", "--shape", "64,64,100", ok=False)
-    assert p.returncode == 1 and "multiple of 16" in p.stderr, (p.returncode, p.stderr)
+    assert p.returncode == 2 and "multiple of 16" in p.stderr, (p.returncode, p.stderr)
 
 
 def gemm_accum_presets():
@@ -61,7 +61,7 @@ def gemm_accum_presets():
             assert np.all(np.abs(outs[m] - ref) <= 2.0 ** -10 * np.abs(a.view(ml_dtypes.float8_e4m3fn).astype(
                 np.float64)) @ np.abs(b.view(ml_dtypes.float8_e4m3fn).astype(np.float64)).T * 300), m
         p = run("gemm", f"{d}/a.npy", f"{d}/b.npy", f"{d}/x.npy", "--accum", "h200", ok=False)
-        assert p.returncode == 1 and "h100_fast" in p.stderr, p.stderr
+        assert p.returncode == 2 and "h100_fast" in p.stderr, p.stderr
 
 
 GROUPS = {f.__name__: f for f in (gemm_probes_list_and_check, gemm_probes_errors, gemm_accum_presets)}

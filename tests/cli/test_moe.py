@@ -149,12 +149,13 @@ def moe_errors():
         (("moe", "--preset", "tiny", "--dataflow", "fp9"), "fp9"),
         (("moe", "--preset", "tiny", "--transpose", "sideways"), "sideways"),
         (("moe", "--preset", "tiny", "--accum", "abacus"), "abacus"),
-        (("moe", "--inputs", os.path.join(TMP, "no_such_dir")), "no_such_dir"),
         (("dataflows", "--toml", "fp9"), "fp9"),
     ]
-    for args, needle in cases:
-        p = run(*args, check_rc=1)
+    for args, needle in cases:  # invalid choices: usage errors
+        p = run(*args, check_rc=2)
         assert needle in p.stderr, (args, p.stderr)
+    p = run("moe", "--inputs", os.path.join(TMP, "no_such_dir"), check_rc=1)  # a file problem: bad input
+    assert "no_such_dir" in p.stderr, p.stderr
     # A user dataflow with a bad field: the error names the file, the step and the field.
     bad = os.path.join(TMP, "bad.toml")
     with open(bad, "w") as fh:

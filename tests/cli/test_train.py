@@ -29,18 +29,18 @@ def run(exe, *args, cwd=None):
 def train_errors(exe):
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "t.h5")
-        cases = [
-            (["--preset", "huge"], "huge"),
-            (["--dataflow", "fp7"], "fp7"),
-            (["--steps", "0"], "--steps 0"),
-            (["--steps", "-3"], "--steps -3"),
-            (["--seeds", "0"], "--seeds 0"),
-            (["--transpose", "sideways"], "sideways"),
-            (["--corpus", os.path.join(d, "missing.txt")], "missing.txt"),
+        cases = [  # options: exit 2; files: exit 1
+            (["--preset", "huge"], "huge", 2),
+            (["--dataflow", "fp7"], "fp7", 2),
+            (["--steps", "0"], "--steps 0", 2),
+            (["--steps", "-3"], "--steps -3", 2),
+            (["--seeds", "0"], "--seeds 0", 2),
+            (["--transpose", "sideways"], "sideways", 2),
+            (["--corpus", os.path.join(d, "missing.txt")], "missing.txt", 1),
         ]
-        for args, needle in cases:
+        for args, needle, code in cases:
             p = run(exe, "train", "-o", out, *args)
-            assert p.returncode == 1, (args, p.returncode, p.stderr)
+            assert p.returncode == code, (args, p.returncode, p.stderr)
             assert needle in p.stderr, (args, p.stderr)
             assert not os.path.exists(out), args  # nothing written on bad input
     print("train_errors: OK")
