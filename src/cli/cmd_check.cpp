@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cmd_check.hpp"
+#include "cli/usage.hpp"
 #include "formats/batch.hpp"
 #include "formats/convert.hpp"
 #include "io/errors.hpp"
@@ -191,9 +192,9 @@ void set_got_scales(QuantizedTensor& got, const GotArray& g, ScaleLayoutArg layo
 
 InputTensor read_input(const std::string& file, const std::string& from) {
   if (from.empty()) return read_input_npy(file);
-  if (from != "bf16") throw InputError(fmt::format("--from '{}': expected bf16 (uint16 bf16 codes)", from));
+  if (from != "bf16") throw UsageError(fmt::format("--from '{}': expected bf16 (uint16 bf16 codes)", from));
   const io::NpyArray a = io::read_npy(file);
-  if (a.dtype != io::DType::u16 || a.shape.size() != 2)
+  if ((a.dtype != io::DType::u16 && a.dtype != io::DType::bf16) || a.shape.size() != 2)  // bf16: ml_dtypes' '<V2'
     throw InputError(fmt::format("{}: --from bf16 needs a 2-D uint16 array of bf16 codes, got {} {}", file,
                                  io::to_string(a.dtype), a.shape_string()));
   InputTensor t;
@@ -334,7 +335,7 @@ void add_recipe(CLI::App* cmd, RecipeArgs& r) {
   cmd->add_option("--groups", r.groups, "Expert group sizes along rows, e.g. 300,212 (tiles restart per group)");
 }
 
-std::pair<QuantRecipe, QuantParams> recipe_of(const RecipeArgs& a) {
+std::pair<QuantRecipe, QuantParams> recipe_of_options(const RecipeArgs& a) {
   QuantRecipe r;
   if (!a.recipe.empty()) {
     r = parse_recipe(a.recipe);
@@ -364,6 +365,11 @@ std::pair<QuantRecipe, QuantParams> recipe_of(const RecipeArgs& a) {
   }
   check_recipe(r, p);
   return {r, p};
+}
+
+// The recipe options; every failure is a usage error (exit 2, docs/cli.md).
+std::pair<QuantRecipe, QuantParams> recipe_of(const RecipeArgs& a) {
+  return as_usage([&] { return recipe_of_options(a); });
 }
 
 std::vector<std::size_t> groups_of(const std::string& s, std::size_t rows) {
@@ -465,22 +471,22 @@ void add_check_transpose(CLI::App* check, const GlobalOptions& g) {
       ->capture_default_str();
   add_common(cmd, a->c);
   cmd->callback([a, &g] {
-    const TransposeMethod m = parse_transpose_method(a->method);
+    const TransposeMethod m = as_usage([&] { return parse_transpose_method(a->method); });
     if (m == TransposeMethod::direct)
-      throw InputError("--method direct: quantizes the high-precision tensor; check it with `fp8flow check quantize "
+      throw UsageError("--method direct: quantizes the high-precision tensor; check it with `fp8flow check quantize "
                        "X.npy --granularity 128x1 --codes-layout transposed`");
     Rounding rounding;
     try {
       rounding = parse_rounding(a->rounding);
     } catch (const std::invalid_argument& e) {
-      throw InputError(fmt::format("--round: {}", e.what()));
+      throw UsageError(fmt::format("--round: {}", e.what()));
     }
-    if (a->block < 2) throw InputError(fmt::format("--block {}: expected N >= 2", a->block));
+    if (a->block < 2) throw UsageError(fmt::format("--block {}: expected N >= 2", a->block));
     QuantizedTensor in;
     try {
       in.recipe = {Granularity{1, a->block}, &find_format(a->format), ScaleRule::te_pow2};
     } catch (const std::invalid_argument& e) {
-      throw InputError(fmt::format("--format: {}", e.what()));
+      throw UsageError(fmt::format("--format: {}", e.what()));
     }
     in.params = default_params(ScaleRule::te_pow2);
     const io::NpyArray rc = io::read_npy(a->in_codes);

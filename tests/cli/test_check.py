@@ -232,12 +232,12 @@ def check_errors_exit_codes():
     assert "es.npy" in p.stderr and "uint8" in p.stderr, p.stderr
     p = run("check", "quantize", xf, "--codes", save("ec_t.npy", codes.T.copy()), "--scales", sf, rc=1)
     assert "other layout matches" in p.stderr, p.stderr
-    p = run("check", "quantize", xf, "--codes", cf, "--scales", sf, "--scale", "nope", rc=1)
+    p = run("check", "quantize", xf, "--codes", cf, "--scales", sf, "--scale", "nope", rc=2)  # an invalid choice
     assert "nope" in p.stderr, p.stderr
     run("check", "quantize", xf, "--scales", sf, rc=2)          # --codes missing: usage
     run("check", "quantize", "--bogus", rc=2)
     run("check", rc=2)                                          # neither an experiment nor a kernel check
-    p = run("check", "transpose", cf, sf, "--codes", cf, "--scales", sf, "--method", "direct", rc=1)
+    p = run("check", "transpose", cf, sf, "--codes", cf, "--scales", sf, "--method", "direct", rc=2)
     assert "direct" in p.stderr, p.stderr
     # `check EXPERIMENT` still validates experiment files
     exp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "experiments", "quickstart.toml")
