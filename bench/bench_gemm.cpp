@@ -54,7 +54,8 @@ BENCHMARK_CAPTURE(BM_gemm_model, fp32_seq, AccumModel::fp32_seq)
     ->Args({1024, 1})->Args({1024, 2})->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gemm_model, promote, AccumModel::promote)->Args({256, 2})->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gemm_model, hopper_fast, AccumModel::hopper_fast)->Args({256, 2})->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_gemm_model, h100, AccumModel::h100)->Args({256, 2})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_gemm_model, h100, AccumModel::h100)->Args({1024, 1})->Args({1024, 2})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_gemm_model, h100_fast, AccumModel::h100_fast)->Args({1024, 2})->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gemm_model, exact, AccumModel::exact)->Args({256, 2})->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace

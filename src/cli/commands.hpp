@@ -22,6 +22,7 @@ void add_transpose_command(CLI::App& app, const GlobalOptions& g);
 void add_transpose_study_command(CLI::App& app, const GlobalOptions& g);
 void add_gemm_command(CLI::App& app, const GlobalOptions& g);
 void add_gemm_probes_command(CLI::App& app, const GlobalOptions& g);  // gemm-probes (cmd_gemm_probes.cpp)
+void add_gemm_algos_command(CLI::App& app, const GlobalOptions& g);   // gemm-algos (cmd_gemm_algos.cpp)
 void add_moe_command(CLI::App& app, const GlobalOptions& g);  // moe, dataflows
 void add_validate_command(CLI::App& app, const GlobalOptions& g);  // validate --gpu (cmd_validate.cpp)
 void add_train_command(CLI::App& app, const GlobalOptions& g);  // train (cmd_train.cpp)

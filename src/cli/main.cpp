@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   cli::add_transpose_study_command(app, g);
   cli::add_gemm_command(app, g);
   cli::add_gemm_probes_command(app, g);
+  cli::add_gemm_algos_command(app, g);
   cli::add_moe_command(app, g);
   cli::add_validate_command(app, g);
   cli::add_train_command(app, g);

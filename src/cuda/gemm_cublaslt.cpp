@@ -63,6 +63,7 @@ GemmScaling scaling_of(const GemmOperand& a, const GemmOperand& b) {
 std::string CublasAlgoInfo::to_string() const {
   return fmt::format("algo {} tile {} stages {} splitK {} reduction {} swizzle {} custom {} cluster {} ws {}",
                      algo_id, tile_id, stages_id, splitk, reduction, swizzle, custom, cluster_id, workspace);
+  // (inner_shape and waves are recorded separately by the algorithm probes; this string stays as recorded.)
 }
 
 // Scale layouts (rows = the operand's rows: M for A, N for B; KB = ceil(K/128)):
@@ -108,10 +109,15 @@ struct CublasFp8Gemm::Impl {
   std::size_t ws_bytes = 0;
   std::string combo;
   cublasLtMatmulDescAttributes_t sa_ptr_attr = CUBLASLT_MATMUL_DESC_A_SCALE_POINTER;
+  bool own_handle = true;
 };
 
 CublasFp8Gemm::CublasFp8Gemm(std::size_t m, std::size_t n, std::size_t k, GemmScaling scaling,
                              const CublasGemmConfig& cfg)
+    : CublasFp8Gemm(m, n, k, scaling, cfg, nullptr, false) {}
+
+CublasFp8Gemm::CublasFp8Gemm(std::size_t m, std::size_t n, std::size_t k, GemmScaling scaling,
+                             const CublasGemmConfig& cfg, void* handle, bool plan_only)
     : impl_(new Impl) {
   auto& I = *impl_;
   I.combo = fmt::format("e4m3 GEMM M={} N={} K={} scaling {} fast_accum {} out {}", m, n, k, to_string(scaling),
@@ -119,7 +125,12 @@ CublasFp8Gemm::CublasFp8Gemm(std::size_t m, std::size_t n, std::size_t k, GemmSc
   try {
     if (k % 16 != 0)
       throw InputError(fmt::format("cuBLASLt FP8 GEMM needs K a multiple of 16 (16-byte aligned rows): K = {}", k));
-    lt_check(cublasLtCreate(&I.h), "cublasLtCreate", I.combo);
+    if (handle) {
+      I.h = static_cast<cublasLtHandle_t>(handle);
+      I.own_handle = false;
+    } else {
+      lt_check(cublasLtCreate(&I.h), "cublasLtCreate", I.combo);
+    }
     lt_check(cublasLtMatmulDescCreate(&I.op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "MatmulDescCreate", I.combo);
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     lt_check(cublasLtMatmulDescSetAttribute(I.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "TRANSA", I.combo);
@@ -129,7 +140,7 @@ CublasFp8Gemm::CublasFp8Gemm(std::size_t m, std::size_t n, std::size_t k, GemmSc
              I.combo);
     // cuBLAS A = our B, cuBLAS B = our A.
     const std::int32_t mode_a = mode_of(gran_b(scaling)), mode_b = mode_of(gran_a(scaling));
-    if (scaling != GemmScaling::tensor) {
+    if (scaling != GemmScaling::tensor || cfg.torch_heuristic) {
       lt_check(cublasLtMatmulDescSetAttribute(I.op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode_a, sizeof mode_a),
                "A_SCALE_MODE", I.combo);
       lt_check(cublasLtMatmulDescSetAttribute(I.op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode_b, sizeof mode_b),
@@ -153,7 +164,8 @@ CublasFp8Gemm::CublasFp8Gemm(std::size_t m, std::size_t n, std::size_t k, GemmSc
                                                   sizeof I.ws_bytes), "PREF_MAX_WORKSPACE_BYTES", I.combo);
     cublasLtMatmulHeuristicResult_t res[32] = {};
     int got = 0;
-    const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(I.h, I.op, I.la, I.lb, I.lc, I.ld, pref, 32, res, &got);
+    const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(I.h, I.op, I.la, I.lb, I.lc, I.ld, pref,
+                                                             cfg.torch_heuristic ? 1 : 32, res, &got);
     cublasLtMatmulPreferenceDestroy(pref);
     const char* blk_fast = "AlgoGetHeuristic (cuBLASLt 13 on sm_90 has no fast-accumulation kernel for block "
                            "scaling: blockwise GEMMs always promote per 128-block; use fast_accum = 0)";
@@ -166,7 +178,7 @@ CublasFp8Gemm::CublasFp8Gemm(std::size_t m, std::size_t n, std::size_t k, GemmSc
       std::uint32_t sk = 1;
       std::size_t w = 0;
       cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &sk, sizeof sk, &w);
-      if (res[i].state == CUBLAS_STATUS_SUCCESS && (cfg.allow_split_k || sk <= 1)) pick = i;
+      if (res[i].state == CUBLAS_STATUS_SUCCESS && (cfg.allow_split_k || cfg.torch_heuristic || sk <= 1)) pick = i;
     }
     cublasLtMatmulAlgo_t forced{};
     std::size_t forced_ws = 0;
@@ -211,8 +223,10 @@ CublasFp8Gemm::CublasFp8Gemm(std::size_t m, std::size_t n, std::size_t k, GemmSc
     info_.swizzle = get(CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING);
     info_.custom = get(CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION);
     info_.cluster_id = get(CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID);
+    info_.inner_shape = get(CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID);
+    info_.waves = res[pick].wavesCount;
     info_.workspace = res[pick].workspaceSize;
-    if (info_.workspace > 0) cu_check(cudaMalloc(&I.ws, info_.workspace), "cudaMalloc(workspace)");
+    if (info_.workspace > 0 && !plan_only) cu_check(cudaMalloc(&I.ws, info_.workspace), "cudaMalloc(workspace)");
   } catch (...) {
     this->~CublasFp8Gemm();
     throw;
@@ -228,7 +242,7 @@ CublasFp8Gemm::~CublasFp8Gemm() {
   if (I.lb) cublasLtMatrixLayoutDestroy(I.lb);
   if (I.la) cublasLtMatrixLayoutDestroy(I.la);
   if (I.op) cublasLtMatmulDescDestroy(I.op);
-  if (I.h) cublasLtDestroy(I.h);
+  if (I.h && I.own_handle) cublasLtDestroy(I.h);
   delete impl_;
   impl_ = nullptr;
 }

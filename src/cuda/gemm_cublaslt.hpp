@@ -37,6 +37,11 @@ struct CublasGemmConfig {
   bool fast_accum = false;           // CUBLASLT_MATMUL_DESC_FAST_ACCUM
   GemmOutType out = GemmOutType::f32;
   bool allow_split_k = false;        // false: take the best heuristic with SPLITK_NUM == 1 (a fixed k order)
+  // true: choose the algorithm exactly as torch._scaled_mm does (torch 2.11, aten/src/ATen/cuda/CUDABlas.cpp
+  // scaled_gemm): scale modes set explicitly (SCALAR_32F too), preferences = MAX_WORKSPACE_BYTES only (32 MiB on
+  // Hopper), cublasLtMatmulAlgoGetHeuristic asked for ONE result, that result run as is (split-K included).
+  // allow_split_k is then ignored.
+  bool torch_heuristic = false;
   std::size_t workspace_bytes = 32u << 20;
   // Scale-tensor layout variants, for probing the layout on a new cuBLASLt (0 = the layout documented in
   // docs/gpu.md and verified on the H100; others: see scale layouts in gemm_cublaslt.cu).
@@ -45,8 +50,9 @@ struct CublasGemmConfig {
 
 struct CublasAlgoInfo {
   int algo_id = -1, tile_id = -1, stages_id = -1, splitk = -1, reduction = -1, swizzle = -1, custom = -1;
-  int cluster_id = -1;
+  int cluster_id = -1, inner_shape = -1;
   std::size_t workspace = 0;
+  float waves = 0;                   // the heuristic's wavesCount
   std::string to_string() const;
 };
 
@@ -56,6 +62,10 @@ struct CublasAlgoInfo {
 class CublasFp8Gemm {
  public:
   CublasFp8Gemm(std::size_t m, std::size_t n, std::size_t k, GemmScaling scaling, const CublasGemmConfig& cfg);
+  // plan_only: choose the algorithm (algo()) without allocating its workspace; run() must not be called.
+  // handle: a cuBLASLt handle to use (not destroyed here); null: create one.
+  CublasFp8Gemm(std::size_t m, std::size_t n, std::size_t k, GemmScaling scaling, const CublasGemmConfig& cfg,
+                void* handle, bool plan_only);
   ~CublasFp8Gemm();
   CublasFp8Gemm(const CublasFp8Gemm&) = delete;
   CublasFp8Gemm& operator=(const CublasFp8Gemm&) = delete;

@@ -3,6 +3,7 @@
 // outputs, so each output still sees its products added one by one in k order.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -19,6 +20,11 @@ namespace gemm_avx2 {
 void fp32_seq_tiles(const float* A, const float* BT, const float* SA, const float* SBT, float* out, std::size_t M,
                     std::size_t N, std::size_t K, std::size_t bw, std::size_t i0, std::size_t i1);
 inline constexpr std::size_t kTileRows = 6, kTileCols = 16;
+// h100 / h100_fast: rows [i0, i1) in pairs x full 16-column panels; see gemm_avx2.cpp.
+void h100_tiles(const float* A, const std::int16_t* EA, const float* BT, const std::int16_t* EBT, const float* SA,
+                const float* SBT, float* out, std::size_t N, std::size_t K, std::size_t bw, std::size_t i0,
+                std::size_t i1, bool fast, int order);
+inline constexpr std::size_t kH100TileRows = 2;
 }  // namespace gemm_avx2
 
 
@@ -62,8 +68,26 @@ std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m
     return total;
   };
 
-  const bool tiled = m == AccumModel::fp32_seq && cpu_has_avx2() && N >= gemm_avx2::kTileCols;
+  bool finite = true;
+  for (float x : av) finite = finite && std::isfinite(x);
+  for (float x : bv) finite = finite && std::isfinite(x);
+  const bool h100_tiled = (m == AccumModel::h100 || m == AccumModel::h100_fast) && finite && cpu_has_avx2() &&
+                          N >= gemm_avx2::kTileCols;
+  const bool tiled = (m == AccumModel::fp32_seq || h100_tiled) && cpu_has_avx2() && N >= gemm_avx2::kTileCols;
+  const std::size_t tile_rows = h100_tiled ? gemm_avx2::kH100TileRows : gemm_avx2::kTileRows;
   std::vector<float> BT, SA, SBT;
+  std::vector<std::int16_t> EA16, EBT16;
+  if (h100_tiled) {
+    const std::size_t panels = N / gemm_avx2::kTileCols;
+    auto e16 = [](int e) { return std::int16_t(e == kNoExp ? -1000 : e); };
+    EA16.resize(M * K);
+    for (std::size_t x = 0; x < M * K; ++x) EA16[x] = e16(ea[x]);
+    EBT16.resize(panels * K * gemm_avx2::kTileCols);
+    for (std::size_t pj = 0; pj < panels; ++pj)
+      for (std::size_t k = 0; k < K; ++k)
+        for (std::size_t c = 0; c < gemm_avx2::kTileCols; ++c)
+          EBT16[(pj * K + k) * gemm_avx2::kTileCols + c] = e16(eb[(pj * gemm_avx2::kTileCols + c) * K + k]);
+  }
   if (tiled) {
     // B packed in panels of 16 columns, [N/16][K][16]: a k step loads 16 neighbouring outputs' operands
     // from one cache line, and a panel is read front to back.
@@ -80,9 +104,10 @@ std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m
       for (std::size_t j = 0; j < N; ++j) SBT[kb * N + j] = scale_at(b, j, kb * bw);
     }
   }
-  const std::size_t full_rows = tiled ? M / gemm_avx2::kTileRows * gemm_avx2::kTileRows : 0;
+  const std::size_t full_rows = tiled ? M / tile_rows * tile_rows : 0;
   const std::size_t full_cols = tiled ? N / gemm_avx2::kTileCols * gemm_avx2::kTileCols : 0;
-  const long long row_tiles = static_cast<long long>(tiled ? full_rows / gemm_avx2::kTileRows : 0);
+  const long long row_tiles = static_cast<long long>(tiled ? full_rows / tile_rows : 0);
+  const int order = so == 2 ? ((a.gran == k1x128 && b.gran == k1x128) ? 1 : 0) : so;
 
 #pragma omp parallel num_threads(t)
   {
@@ -90,10 +115,14 @@ std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m
     std::vector<int> esum(ex ? bw : 0);
 #pragma omp for schedule(dynamic, 4)
     for (long long rt = 0; rt < row_tiles; ++rt) {
-      const std::size_t i0 = std::size_t(rt) * gemm_avx2::kTileRows;
-      gemm_avx2::fp32_seq_tiles(av.data(), BT.data(), SA.data(), SBT.data(), out.data(), M, N, K, bw, i0,
-                                i0 + gemm_avx2::kTileRows);
-      for (std::size_t i = i0; i < i0 + gemm_avx2::kTileRows; ++i)
+      const std::size_t i0 = std::size_t(rt) * tile_rows;
+      if (h100_tiled)
+        gemm_avx2::h100_tiles(av.data(), EA16.data(), BT.data(), EBT16.data(), SA.data(), SBT.data(), out.data(), N,
+                              K, bw, i0, i0 + tile_rows, accum_preset_params(m, p).fast_accum, order);
+      else
+        gemm_avx2::fp32_seq_tiles(av.data(), BT.data(), SA.data(), SBT.data(), out.data(), M, N, K, bw, i0,
+                                  i0 + tile_rows);
+      for (std::size_t i = i0; i < i0 + tile_rows; ++i)
         for (std::size_t j = full_cols; j < N; ++j) out[i * N + j] = one(i, j, prod.data(), esum.data());
     }
 #pragma omp for schedule(dynamic, 1)
