@@ -1,6 +1,8 @@
 // fp8flow gemm A.npy B.npy OUT.npy: FP8 GEMM emulation, OUT = A . B^T in float32.
 #include <fmt/format.h>
 
+#include <bit>
+
 #include "cli/commands.hpp"
 #include "cli/limits.hpp"
 #include "cli/usage.hpp"
@@ -8,7 +10,9 @@
 #include "io/atomic_write.hpp"
 #include "io/errors.hpp"
 #include "io/npy.hpp"
+#include "io/gemm_algo_table.hpp"
 #include "reference/gemm.hpp"
+#include "reference/gemm_algo.hpp"
 
 namespace fp8flow::cli {
 namespace {
@@ -16,8 +20,17 @@ namespace {
 struct GemmArgs {
   std::string a, b, out, format = "e4m3", format_b, accum = "fp32_seq", scale_a, scale_b;
   std::string gran_a = "tensor", gran_b = "tensor";
+  std::string algo = "none", algo_table, out_dtype = "f32";
   AccumParams params;
 };
+
+// The scaling name of the algorithm table (cuBLASLt's modes), or "" for granularities it has no mode for.
+std::string table_scaling(Granularity a, Granularity b) {
+  if (a == kTensor && b == kTensor) return "tensor";
+  if (a == k1x128 && b == k128x128) return "1x128_128x128";
+  if (a == k1x128 && b == k1x128) return "1x128_1x128";
+  return "";
+}
 
 struct LoadedOperand {
   io::NpyArray codes, scales;
@@ -76,6 +89,14 @@ void add_gemm_command(CLI::App& app, const GlobalOptions& g) {
       ->capture_default_str();
   cmd->add_option("--group", args->params.group, "hopper_fast: products per aligned group")->capture_default_str();
   cmd->add_flag("--fast-accum", args->params.fast_accum, "hopper_fast: never promote (cuBLASLt fast accumulation)");
+  cmd->add_option("--algo", args->algo,
+                  "GEMM algorithm: none (one pass over K), splitk=N,reduction=inplace|compute|output[,unit=U]"
+                  "[,scale=split|sum], or auto (what cuBLASLt's heuristic picks on the H100 for this shape; "
+                  "docs/gemm.md \"Algorithms\")")
+      ->capture_default_str();
+  cmd->add_option("--algo-table", args->algo_table, "--algo auto: the recorded H100 table (default: the shipped one)");
+  cmd->add_option("--out-dtype", args->out_dtype, "f32 or bf16 (cuBLASLt's RNE output rounding; written as uint16 codes)")
+      ->capture_default_str();
   cmd->callback([args, &g] {
     const FormatSpec& fa = find_format(args->format);
     const FormatSpec& fb = args->format_b.empty() ? fa : find_format(args->format_b);
@@ -90,11 +111,48 @@ void add_gemm_command(CLI::App& app, const GlobalOptions& g) {
     }
     const auto a = load_operand(args->a, args->scale_a, args->gran_a, fa, "a");
     const auto b = load_operand(args->b, args->scale_b, args->gran_b, fb, "b");
-    const auto out = gemm(a.op, b.op, m, args->params, g.threads);
-    io::write_npy(args->out, io::make_npy<float>({a.op.rows, b.op.rows}, out));
+    if (args->out_dtype != "f32" && args->out_dtype != "bf16")
+      throw InputError(fmt::format("--out-dtype {}: expected f32 or bf16", args->out_dtype));
+    const bool bf16 = args->out_dtype == "bf16";
+    GemmAlgo algo;
+    std::string algo_note;
+    if (args->algo == "auto") {
+      const std::string sc = table_scaling(a.op.gran, b.op.gran);
+      if (sc.empty())
+        throw InputError(fmt::format("--algo auto: cuBLASLt has no scaling mode for A {} x B {} (tensor x tensor, "
+                                     "1x128 x 128x128, 1x128 x 1x128)", to_string(a.op.gran), to_string(b.op.gran)));
+      const bool fast = accum_preset_params(m, args->params).fast_accum;
+      const std::string path = args->algo_table.empty() ? io::default_gemm_algo_table_path() : args->algo_table;
+      const GemmAlgoTable table = io::read_gemm_algo_table(path);
+      auto l = table.lookup(sc, fast, bf16, a.op.rows, b.op.rows, a.op.k);
+      if (!l.supported && fast) {
+        fmt::print(stderr, "warning: cuBLASLt has no fast-accumulation algorithm for {} scaling; using the entry "
+                           "for fast accumulation off (a blockwise GEMM promotes per 128-block either way)\n", sc);
+        l = table.lookup(sc, false, bf16, a.op.rows, b.op.rows, a.op.k);
+      }
+      if (!l.exact)
+        fmt::print(stderr, "warning: --algo auto: M={} N={} K={} is not in the H100 table; using the entry of the "
+                           "nearest grid point on a log2 scale, M={} N={} K={} ({})\n", a.op.rows, b.op.rows,
+                   a.op.k, l.m, l.n, l.k, l.algo.to_string());
+      algo = l.algo;
+      algo_note = fmt::format(", algo auto -> {}", algo.to_string());
+    } else {
+      algo = parse_gemm_algo(args->algo);
+      if (algo.splitk > 1) algo_note = ", algo " + algo.to_string();
+    }
+    const auto out = gemm_algo(a.op, b.op, m, args->params, algo, bf16, g.threads);
+    if (bf16) {
+      std::vector<std::uint16_t> codes(out.size());
+      for (std::size_t i = 0; i < out.size(); ++i) codes[i] = std::uint16_t(std::bit_cast<std::uint32_t>(out[i]) >> 16);
+      auto arr = io::make_npy<std::uint16_t>({a.op.rows, b.op.rows}, codes);
+      arr.dtype = io::DType::bf16;
+      io::write_npy(args->out, arr);
+    } else {
+      io::write_npy(args->out, io::make_npy<float>({a.op.rows, b.op.rows}, out));
+    }
     if (!g.quiet)
-      fmt::print("gemm [{} x {}] . [{} x {}]^T, accum {}: wrote {}\n", a.op.rows, a.op.k, b.op.rows, b.op.k,
-                 to_string(m), args->out);
+      fmt::print("gemm [{} x {}] . [{} x {}]^T, accum {}{}, {} out: wrote {}\n", a.op.rows, a.op.k, b.op.rows, b.op.k,
+                 to_string(m), algo_note, args->out_dtype, args->out);
   });
 }
 

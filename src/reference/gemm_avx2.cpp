@@ -66,7 +66,7 @@ namespace fp8flow::gemm_avx2 {
 void h100_tiles(const float* A, const std::int16_t* EA, const float* BT, const std::int16_t* EBT, const float* SA,
                 const float* SBT, float* out, std::size_t N, std::size_t K, std::size_t bw, std::size_t i0,
                 std::size_t i1, bool fast, int order) {
-  constexpr std::size_t R = 2, G = 32, NC = 128;
+  constexpr std::size_t R = 4, G = 32, NC = 128;
   const std::size_t nkb = (K + bw - 1) / bw;
   const __m256i exp_mask = _mm256_set1_epi32(0x7F800000), trunc_mask = _mm256_set1_epi32(int(0xFFFFFC00u));
   const __m256i lo_clamp = _mm256_set1_epi32(-100);

@@ -24,7 +24,7 @@ inline constexpr std::size_t kTileRows = 6, kTileCols = 16;
 void h100_tiles(const float* A, const std::int16_t* EA, const float* BT, const std::int16_t* EBT, const float* SA,
                 const float* SBT, float* out, std::size_t N, std::size_t K, std::size_t bw, std::size_t i0,
                 std::size_t i1, bool fast, int order);
-inline constexpr std::size_t kH100TileRows = 2;
+inline constexpr std::size_t kH100TileRows = 4;
 }  // namespace gemm_avx2
 
 
