@@ -39,7 +39,7 @@ namespace fp8flow::cli {
 namespace {
 struct ValidateArgs {
   bool gpu = false, json = false;
-  std::string op = "all", shape = "1024,4096", dist = "activations", groups, accum = "auto";
+  std::string op = "all", shape = "1024,4096", dist = "activations", groups, accum = "auto", algo = "auto", algo_table;
   bool shape_set = false;
   std::uint64_t seed = 1;
   float eps = 0.0f;
@@ -182,6 +182,11 @@ void add_validate_command(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("--accum", a->accum, "--op gemm: CPU model, auto (h100 / h100_fast per fast accumulation) or one of " +
                   std::string(kAccumModelNames))
       ->check(choice([](const std::string& s) { return s == "auto" ? AccumModel::h100 : parse_accum_model(s); }));
+  cmd->add_option("--algo", a->algo, "--op gemm: auto (cuBLASLt picks as torch._scaled_mm does; the model runs the "
+                  "H100 table's algorithm) or none (split-K forced off)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "none"}));
+  cmd->add_option("--algo-table", a->algo_table, "--op gemm --algo auto: the H100 algorithm table (default: shipped)");
   cmd->add_option("--shape", a->shape, "R,C of the synthetic input (default 1024,4096); --op gemm: M,N,K "
                   "(default 512,512,4096)")->each([a](const std::string&) { a->shape_set = true; });
   cmd->add_option("--dist", a->dist, std::string("Input distribution: ") + std::string(kDistributionNames) +
@@ -211,7 +216,7 @@ void add_validate_command(CLI::App& app, const GlobalOptions& g) {
     }
     if (a->op == "gemm") {  // cuBLASLt FP8 GEMMs vs the fitted accumulation model (validate_gemm.cpp)
       const int rc = run_validate_gemm(a->shape_set ? a->shape : "", a->dist, a->seed, a->accum, a->json, g.threads,
-                                     a->out);
+                                     a->out, a->algo, a->algo_table);
       if (rc != 0) std::exit(rc);
       return;
     }

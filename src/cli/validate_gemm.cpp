@@ -1,5 +1,6 @@
 // fp8flow validate --gpu --op gemm [--shape M,N,K] [--dist D] [--seed S] [--accum auto|MODEL] [-o report.h5]
-// [--json] (see validate_gemm.hpp). -o appends the results as a gpu_validation run (io::gemm_validation_record).
+// [--algo auto|none] [--algo-table FILE] [--json] (see validate_gemm.hpp). -o appends the results as a
+// gpu_validation run (io::gemm_validation_record).
 #include "cli/usage.hpp"
 #include "cli/validate_gemm.hpp"
 
@@ -7,10 +8,12 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
 #include "io/errors.hpp"
+#include "io/gemm_algo_table.hpp"
 #include "quant/distributions.hpp"
 #include "quant/quantize.hpp"
 #include "reference/gemm.hpp"
@@ -24,7 +27,8 @@
 namespace fp8flow::cli {
 
 int run_validate_gemm(const std::string& shape, const std::string& dist, std::uint64_t seed, const std::string& accum,
-                      bool json, int threads, const std::string& output) {
+                      bool json, int threads, const std::string& output, const std::string& algo,
+                      const std::string& algo_table) {
   std::size_t M = 512, N = 512, K = 4096;
   if (!shape.empty()) {
     std::vector<std::size_t> v;
@@ -46,6 +50,11 @@ int run_validate_gemm(const std::string& shape, const std::string& dist, std::ui
   }
   const AccumModel model = accum == "auto" ? AccumModel::h100 : parse_accum_model(accum);
   const Distribution d = parse_distribution(dist);
+  if (algo != "auto" && algo != "none")
+    throw UsageError(fmt::format("--algo {}: --op gemm takes auto (cuBLASLt chooses as torch._scaled_mm does, the "
+                                 "model runs the H100 table's algorithm) or none (split-K forced off)", algo));
+  std::optional<GemmAlgoTable> table;
+  if (algo == "auto") table = io::read_gemm_algo_table(algo_table.empty() ? io::default_gemm_algo_table_path() : algo_table);
 #ifdef FP8FLOW_HAVE_CUDA
   if (cuda::device_count() == 0) {
     fmt::print(stderr, "fp8flow validate: no CUDA device visible on this machine; nothing validated\n");
@@ -73,12 +82,13 @@ int run_validate_gemm(const std::string& shape, const std::string& dist, std::ui
       if (fast && sc != cuda::GemmScaling::tensor) continue;  // cuBLASLt 13 on sm_90: no such kernel
       for (const auto out : {cuda::GemmOutType::f32, cuda::GemmOutType::bf16}) {
         cuda::CublasGemmConfig cfg;
+        cfg.torch_heuristic = table.has_value();
         cfg.fast_accum = fast;
         cfg.out = out;
         runs.emplace_back(cfg, m);
       }
     }
-    std::vector<cuda::GemmValidation> got = cuda::validate_gemm_gpu(A, B, runs, threads);  // one per run, in order
+    std::vector<cuda::GemmValidation> got = cuda::validate_gemm_gpu(A, B, runs, threads, table ? &*table : nullptr);  // one per run, in order
     if (got.size() != runs.size())
       throw std::logic_error(fmt::format("validate_gemm_gpu returned {} results for {} runs", got.size(), runs.size()));
     for (std::size_t i = 0; i < got.size(); ++i) {
@@ -107,12 +117,12 @@ int run_validate_gemm(const std::string& shape, const std::string& dist, std::ui
     stored = io::store_gpu_validation(
         output, io::gemm_validation_record(
                     nlohmann::json{{"op", "gemm"}, {"shape", std::vector<std::size_t>{M, N, K}}, {"dist", dist},
-                                   {"seed", std::int64_t(seed)}, {"accum", accum}, {"gpu", cuda::gpu_name()},
+                                   {"seed", std::int64_t(seed)}, {"accum", accum}, {"algo", algo}, {"gpu", cuda::gpu_name()},
                                    {"build", io::Provenance::of_this_build().git_commit}},
                     input, cases));
   if (json) {
     nlohmann::json j{{"gpu", cuda::gpu_name()}, {"op", "gemm"}, {"shape", {M, N, K}}, {"dist", dist}, {"seed", seed},
-                     {"accum", accum}, {"bit_exact_fraction", double(exact) / double(compared)}, {"ok", bad == 0}};
+                     {"accum", accum}, {"algo", algo}, {"bit_exact_fraction", double(exact) / double(compared)}, {"ok", bad == 0}};
     for (const auto& r : results)
       j["results"].push_back({{"label", r.label}, {"algo", r.algo}, {"compared", r.compared},
                               {"bit_exact", r.bit_exact}, {"first_mismatch", r.first_mismatch},
@@ -132,7 +142,7 @@ int run_validate_gemm(const std::string& shape, const std::string& dist, std::ui
   }
   return bad ? 1 : 0;
 #else
-  (void)M, (void)N, (void)K, (void)model, (void)d, (void)json, (void)threads, (void)seed, (void)output;
+  (void)M, (void)N, (void)K, (void)model, (void)d, (void)json, (void)threads, (void)seed, (void)output, (void)table;
   fmt::print(stderr, "fp8flow validate --gpu: this fp8flow was built without CUDA\n");
   return 1;
 #endif

@@ -29,11 +29,11 @@ GemmValidation validate_gemm_gpu(const GemmOperand& a, const GemmOperand& b, con
 
 std::vector<GemmValidation> validate_gemm_gpu(const GemmOperand& a, const GemmOperand& b,
                                               const std::vector<std::pair<CublasGemmConfig, AccumModel>>& runs,
-                                              int threads) {
+                                              int threads, const GemmAlgoTable* table) {
   const std::size_t M = a.rows, N = b.rows, K = a.k;
   const AccumParams p0{};
   const std::vector<float> exact = gemm(a, b, AccumModel::exact, p0, threads);
-  std::vector<std::pair<AccumModel, std::vector<float>>> models;
+  std::vector<std::pair<std::string, std::vector<float>>> models;  // key: model, algorithm, output type
   std::vector<std::pair<std::pair<bool, bool>, std::vector<double>>> bounds;  // (fast, bf16) -> bound
   std::vector<GemmValidation> res;
   for (const auto& [cfg, model] : runs) {
@@ -50,10 +50,23 @@ std::vector<GemmValidation> validate_gemm_gpu(const GemmOperand& a, const GemmOp
       continue;
     }
     v.algo = g.algo.to_string();
+    GemmAlgo algo;
+    if (table) {
+      const std::string sc = to_string(scaling_of(a, b));
+      auto l = table->lookup(sc, cfg.fast_accum, bf16, M, N, K);
+      if (!l.supported) l = table->lookup(sc, false, bf16, M, N, K);
+      algo = l.algo;
+      v.label += fmt::format(" algo auto -> {}{}", algo.to_string(),
+                             l.exact ? "" : fmt::format(" (table point M={} N={} K={})", l.m, l.n, l.k));
+      const int gsk = std::max(1, g.algo.splitk);
+      if (gsk != algo.splitk || (gsk > 1 && split_reduction_from_cublas(g.algo.reduction) != algo.reduction))
+        v.algo += fmt::format("; differs from the table's {}", algo.to_string());
+    }
+    const std::string key = fmt::format("{}/{}/{}", fp8flow::to_string(model), algo.to_string(), bf16 ? 1 : 0);
     const std::vector<float>* cpu = nullptr;
     for (const auto& [m, o] : models)
-      if (m == model) cpu = &o;
-    if (!cpu) cpu = &models.emplace_back(model, gemm(a, b, model, p0, threads)).second;
+      if (m == key) cpu = &o;
+    if (!cpu) cpu = &models.emplace_back(key, gemm_algo(a, b, model, p0, algo, bf16, threads)).second;
     // The bound uses the preset's accumulator parameters with this run's fast accumulation setting.
     AccumParams bp = accum_preset_params(model, p0);
     bp.fast_accum = cfg.fast_accum;

@@ -11,6 +11,7 @@
 #include "cuda/gemm_cublaslt.hpp"
 #include "io/gemm_comparison.hpp"
 #include "reference/gemm.hpp"
+#include "reference/gemm_algo.hpp"
 
 namespace fp8flow::cuda {
 
@@ -23,9 +24,11 @@ struct GemmValidation : io::GemmComparison {
 GemmValidation validate_gemm_gpu(const GemmOperand& a, const GemmOperand& b, const CublasGemmConfig& cfg,
                                  AccumModel model, int threads = 0);
 // Several GPU configurations on the same operands; the exact result and each CPU model run once.
+// table: the CPU model runs the algorithm the H100 table gives for each run's configuration and shape
+// (--algo auto; the GPU side should then choose as torch does, cfg.torch_heuristic); null: unsplit.
 std::vector<GemmValidation> validate_gemm_gpu(const GemmOperand& a, const GemmOperand& b,
                                               const std::vector<std::pair<CublasGemmConfig, AccumModel>>& runs,
-                                              int threads = 0);
+                                              int threads = 0, const GemmAlgoTable* table = nullptr);
 std::string to_text(const GemmValidation& v);
 
 }  // namespace fp8flow::cuda
