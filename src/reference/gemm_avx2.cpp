@@ -62,14 +62,16 @@ namespace fp8flow::gemm_avx2 {
 //    summed exactly in int32 (|sum| < 2^21), scaled back (exact) and cut to 1 + 13 significant bits (mask);
 //  - promotion every 128 products (fp32 RN add) unless fast; then total = fma per scale_order.
 // Operands must be finite (the caller falls back to the scalar path otherwise). EA / EBT hold operand
-// exponents as int16 with -1000 for zero; BT / EBT are packed [N/16][K][16].
+// exponents as int16 with -1000 for zero; BT / EBT are packed [N/16][K][16], BT holding b * 2^-40 (exact): a
+// product a * b * 2^-40 is then scaled by 2^(13 - emax) by adding 53 - emax to its exponent field, which
+// never overflows (emax <= 53) and turns a zero product into at most 2^-14, truncated to 0 (emax >= -60).
 void h100_tiles(const float* A, const std::int16_t* EA, const float* BT, const std::int16_t* EBT, const float* SA,
                 const float* SBT, float* out, std::size_t N, std::size_t K, std::size_t bw, std::size_t i0,
                 std::size_t i1, bool fast, int order) {
   constexpr std::size_t R = 4, G = 32, NC = 128;
   const std::size_t nkb = (K + bw - 1) / bw;
   const __m256i exp_mask = _mm256_set1_epi32(0x7F800000), trunc_mask = _mm256_set1_epi32(int(0xFFFFFC00u));
-  const __m256i lo_clamp = _mm256_set1_epi32(-100);
+  const __m256i lo_clamp = _mm256_set1_epi32(-60);
   for (std::size_t i = i0; i + R <= i1; i += R) {
     for (std::size_t j = 0; j + 16 <= N; j += 16) {
       const float* panel = BT + (j / 16) * K * 16;
@@ -92,7 +94,7 @@ void h100_tiles(const float* A, const std::int16_t* EA, const float* BT, const s
               em[r] = _mm256_max_epi16(em[r], _mm256_add_epi16(_mm256_set1_epi16(EA[(i + r) * K + k]), eb));
           }
           __m256 inv[R][2], ulp[R][2];
-          __m256i sum[R][2];
+          __m256i sum[R][2], delta[R][2];
           for (std::size_t r = 0; r < R; ++r)
             for (int h = 0; h < 2; ++h) {
               const __m256i e16 = _mm256_cvtepi16_epi32(h == 0 ? _mm256_castsi256_si128(em[r])
@@ -104,6 +106,7 @@ void h100_tiles(const float* A, const std::int16_t* EA, const float* BT, const s
               const __m256i e = _mm256_max_epi32(_mm256_max_epi32(e16, ea), lo_clamp);
               inv[r][h] = _mm256_castsi256_ps(
                   _mm256_slli_epi32(_mm256_sub_epi32(_mm256_set1_epi32(127 + 13), e), 23));
+              delta[r][h] = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_set1_epi32(53), e), 23);
               ulp[r][h] = _mm256_castsi256_ps(
                   _mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127 - 13)), 23));
               sum[r][h] = _mm256_cvttps_epi32(_mm256_mul_ps(acc[r][h], inv[r][h]));
@@ -113,10 +116,10 @@ void h100_tiles(const float* A, const std::int16_t* EA, const float* BT, const s
             const __m256 b0 = _mm256_loadu_ps(panel + k * 16), b1 = _mm256_loadu_ps(panel + k * 16 + 8);
             for (std::size_t r = 0; r < R; ++r) {
               const __m256 av = _mm256_broadcast_ss(A + (i + r) * K + k);
-              sum[r][0] = _mm256_add_epi32(sum[r][0],
-                                           _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_mul_ps(av, b0), inv[r][0])));
-              sum[r][1] = _mm256_add_epi32(sum[r][1],
-                                           _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_mul_ps(av, b1), inv[r][1])));
+              const __m256i p0 = _mm256_add_epi32(_mm256_castps_si256(_mm256_mul_ps(av, b0)), delta[r][0]);
+              const __m256i p1 = _mm256_add_epi32(_mm256_castps_si256(_mm256_mul_ps(av, b1)), delta[r][1]);
+              sum[r][0] = _mm256_add_epi32(sum[r][0], _mm256_cvttps_epi32(_mm256_castsi256_ps(p0)));
+              sum[r][1] = _mm256_add_epi32(sum[r][1], _mm256_cvttps_epi32(_mm256_castsi256_ps(p1)));
             }
           }
           for (std::size_t r = 0; r < R; ++r)

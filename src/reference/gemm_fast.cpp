@@ -96,7 +96,9 @@ std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m
     for (std::size_t pj = 0; pj < panels; ++pj)
       for (std::size_t k = 0; k < K; ++k)
         for (std::size_t c = 0; c < gemm_avx2::kTileCols; ++c)
-          BT[(pj * K + k) * gemm_avx2::kTileCols + c] = bv[(pj * gemm_avx2::kTileCols + c) * K + k];
+          BT[(pj * K + k) * gemm_avx2::kTileCols + c] =
+              h100_tiled ? std::ldexp(bv[(pj * gemm_avx2::kTileCols + c) * K + k], -40)  // see h100_tiles
+                         : bv[(pj * gemm_avx2::kTileCols + c) * K + k];
     SA.resize(M * nkb);
     SBT.resize(nkb * N);
     for (std::size_t kb = 0; kb < nkb; ++kb) {
