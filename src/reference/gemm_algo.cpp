@@ -211,12 +211,76 @@ float algo_output(const float* ar, const float* br, const int* ea, const int* eb
 
 }  // namespace
 
+namespace {
+
+// The rows `rows` of x restricted to k in [k0, k1) (k0, k1 on x's scale-block boundaries, or x tensor-scaled),
+// with its scales as per-row 1x128 (a 128x128 operand's row takes its row block's scales) or tensor.
+struct SubOperand {
+  std::vector<std::uint8_t> codes;
+  std::vector<float> scales;
+  GemmOperand op;
+};
+SubOperand sub_operand(const GemmOperand& x, const std::vector<std::size_t>& rows, std::size_t k0, std::size_t k1,
+                       bool unit_scales) {
+  SubOperand s;
+  const std::size_t n = k1 - k0;
+  s.codes.resize(rows.size() * n);
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    std::copy_n(x.codes.begin() + std::ptrdiff_t(rows[r] * x.k + k0), n, s.codes.begin() + std::ptrdiff_t(r * n));
+  if (x.gran == kTensor) {
+    s.scales = {unit_scales ? 1.0f : x.scale_inv[0]};
+  } else {
+    const std::size_t bwx = gemm_detail::block_width(x), nb = (n + bwx - 1) / bwx;
+    s.scales.resize(rows.size() * nb);
+    for (std::size_t r = 0; r < rows.size(); ++r)
+      for (std::size_t b = 0; b < nb; ++b) s.scales[r * nb + b] = gemm_detail::scale_at(x, rows[r], k0 + b * bwx);
+  }
+  s.op = GemmOperand{s.codes, rows.size(), n, x.format, s.scales, x.gran == kTensor ? kTensor : Granularity{1, x.gran.cols}};
+  return s;
+}
+
+}  // namespace
+
 std::vector<float> gemm_algo_at(const GemmOperand& a, const GemmOperand& b, AccumModel m, const AccumParams& p,
                                 const GemmAlgo& algo, bool bf16_out, const std::vector<std::size_t>& rows,
                                 const std::vector<std::size_t>& cols, int threads) {
   using namespace gemm_detail;
   check_gemm_operands(a, b);
   check_accum_params(p);
+  {  // The fast path: each split as a GEMM of the sampled rows over its K range (h100 / h100_fast).
+    const bool tensor = a.gran == kTensor && b.gran == kTensor;
+    const std::size_t bwb = std::min(block_width(a), block_width(b));
+    const auto bounds = split_bounds(a.k, algo);
+    bool aligned = true;
+    for (std::size_t x : bounds) aligned = aligned && (tensor || x % bwb == 0 || x == a.k);
+    if ((m == AccumModel::h100 || m == AccumModel::h100_fast) && aligned && !rows.empty() && !cols.empty()) {
+      for (std::size_t r : rows)
+        if (r >= a.rows) throw InputError(fmt::format("gemm: row {} outside A's {} rows", r, a.rows));
+      for (std::size_t c : cols)
+        if (c >= b.rows) throw InputError(fmt::format("gemm: column {} outside B's {} rows", c, b.rows));
+      AccumParams q = accum_preset_params(m, p);
+      q.scale_order = (a.gran == k1x128 && b.gran == k1x128) ? 1 : 0;
+      const bool unit = tensor && !algo.scale_per_split;
+      std::vector<float> out(rows.size() * cols.size(), 0.0f);
+      for (std::size_t s = 0; s + 1 < bounds.size(); ++s) {
+        const SubOperand sa = sub_operand(a, rows, bounds[s], bounds[s + 1], unit);
+        const SubOperand sb = sub_operand(b, cols, bounds[s], bounds[s + 1], unit);
+        auto part = gemm(sa.op, sb.op, AccumModel::hopper_fast, q, threads);
+        for (std::size_t i = 0; i < out.size(); ++i) {
+          float t = part[i];
+          if (algo.reduction == SplitReduction::output && bf16_out) t = round_to_bf16(t);
+          out[i] = s == 0 ? t : out[i] + t;
+        }
+      }
+      for (std::size_t r = 0; r < rows.size(); ++r)
+        for (std::size_t c = 0; c < cols.size(); ++c) {
+          float& o = out[r * cols.size() + c];
+          if (unit) o = o * (scale_at(a, rows[r], 0) * scale_at(b, cols[c], 0));
+          if (bf16_out) o = round_to_bf16(o);
+        }
+      return out;
+    }
+  }
   if (m == AccumModel::exact && (algo.splitk > 1 || bf16_out))
     throw InputError("gemm: the exact model takes no split-K algorithm and no bf16 output");
   for (std::size_t r : rows)

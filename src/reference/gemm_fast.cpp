@@ -71,8 +71,18 @@ std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m
   bool finite = true;
   for (float x : av) finite = finite && std::isfinite(x);
   for (float x : bv) finite = finite && std::isfinite(x);
-  const bool h100_tiled = (m == AccumModel::h100 || m == AccumModel::h100_fast) && finite && cpu_has_avx2() &&
-                          N >= gemm_avx2::kTileCols;
+  // The AVX2 tiles serve the fitted presets, and hopper_fast with exactly their parameters (gemm_algo_at runs
+  // split-K that way, with an explicit scale order).
+  const AccumParams pre = accum_preset_params(AccumModel::h100, p);
+  auto preset_like = [&](const AccumParams& q) {
+    return q.promote_interval == pre.promote_interval && q.acc_fraction_bits == pre.acc_fraction_bits &&
+           q.group == pre.group && q.acc_in_alignment == pre.acc_in_alignment && q.round_terms == pre.round_terms &&
+           q.acc_round_nearest == pre.acc_round_nearest && q.truncate_result == pre.truncate_result &&
+           q.align_exponent_sum == pre.align_exponent_sum;
+  };
+  const bool h100_tiled = (m == AccumModel::h100 || m == AccumModel::h100_fast ||
+                           (m == AccumModel::hopper_fast && preset_like(p))) &&
+                          finite && cpu_has_avx2() && N >= gemm_avx2::kTileCols;
   const bool tiled = (m == AccumModel::fp32_seq || h100_tiled) && cpu_has_avx2() && N >= gemm_avx2::kTileCols;
   const std::size_t tile_rows = h100_tiled ? gemm_avx2::kH100TileRows : gemm_avx2::kTileRows;
   std::vector<float> BT, SA, SBT;
