@@ -71,13 +71,16 @@ int check_recording(const AlgoArgs& a, const GlobalOptions& g) {
     if (r.contains("error")) continue;
     GemmCase c{r.at("m"), r.at("n"), r.at("k"), r.at("scaling"), r.at("dist"), r.at("seed")};
     if (!a.only.empty() && c.name().find(a.only) == std::string::npos) continue;
-    if (c.name() != cur) {
-      A = gemm_case_operand(c, 0), B = gemm_case_operand(c, 1);
+    const GemmSample smp = gemm_case_sample(c, gemm_case_sample_cap(c));
+    if (c.name() != cur) {  // only the sampled rows are generated (the model reads no others)
+      check_gemm_case(c);
+      A.assign(c.m * c.k, 0), B.assign(c.n * c.k, 0);
+      for (std::size_t i : smp.rows) gemm_case_row(c, 0, i, A.data() + i * c.k);
+      for (std::size_t j : smp.cols) gemm_case_row(c, 1, j, B.data() + j * c.k);
       SA = gemm_case_scales(c, 0), SB = gemm_case_scales(c, 1);
       cur = c.name();
     }
     const GemmOperand opa{A, c.m, c.k, &e4m3, SA, gemm_case_gran_a(c)}, opb{B, c.n, c.k, &e4m3, SB, gemm_case_gran_b(c)};
-    const GemmSample smp = gemm_case_sample(c, gemm_case_sample_cap(c));
     const bool fast = r.at("fast_accum"), bf16 = r.at("out") == "bf16";
     GemmAlgo algo;
     algo.splitk = std::max(1, r.at("algo").at("splitk").get<int>());
