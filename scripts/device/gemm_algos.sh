@@ -36,8 +36,7 @@ done
 echo "== heuristic table"
 timeout 130 "$B/run" fp8flow gemm-algos --gpu --table "$O/gemm_algo_table.csv"
 echo "== validate --op gemm --algo auto against that table (model parameters as shipped, not yet fitted)"
-for spec in "512,512,4096 normal" "16,16,16384 normal" "64,64,65536 activations" "32,48,24576 normal" \
-            "1,16,8192 normal" "256,192,7184 activations" "384,256,2048 normal"; do
+for spec in "512,512,4096 normal" "16,16,16384 normal" "64,64,65536 activations" "256,192,7184 activations"; do
   set -- $spec
   timeout 40 "$B/run" fp8flow validate --gpu --op gemm --shape "$1" --dist "$2" --algo auto \
     --algo-table "$O/gemm_algo_table.csv" | grep -v "^  cuBLASLt" | cut -c1-400
