@@ -26,13 +26,13 @@ PY
 echo "torch's libcublasLt: ${LT:-not found}"
 [ -n "$LT" ] && export LD_PRELOAD="$LT"
 echo "== heuristic table"
-timeout 90 "$B/run" fp8flow gemm-algos --gpu --table "$O/gemm_algo_table.csv"
+timeout 60 "$B/run" fp8flow gemm-algos --gpu --table "$O/gemm_algo_table.csv"
 for set in fit heldout; do
   echo "== record $set"
   rm -rf "/tmp/dump_$set"
-  timeout 120 "$B/run" fp8flow gemm-algos --gpu --record $set -o "$O" --dump "/tmp/dump_$set"
+  timeout 70 "$B/run" fp8flow gemm-algos --gpu --record $set -o "$O" --dump "/tmp/dump_$set"
   echo "== torch._scaled_mm comparison, $set"
-  (unset LD_PRELOAD; timeout 100 python3 "$S/torch_gemm_compare.py" "/tmp/dump_$set" "$O/torch_compare_$set.json")
+  (unset LD_PRELOAD; timeout 60 python3 "$S/torch_gemm_compare.py" "/tmp/dump_$set" "$O/torch_compare_$set.json")
   rm -rf "/tmp/dump_$set"
 done
 [ "${GEMM_ALGOS_VALIDATE:-0}" = 1 ] && {

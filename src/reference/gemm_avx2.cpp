@@ -61,11 +61,12 @@ namespace fp8flow::gemm_avx2 {
 //  - every term scaled by 2^(13 - emax) (exact) and truncated toward zero to an integer (cvttps), the integers
 //    summed exactly in int32 (|sum| < 2^21), scaled back (exact) and cut to 1 + 13 significant bits (mask);
 //  - promotion every 128 products (fp32 RN add) unless fast; then total = fma per scale_order.
-// Operands must be finite (the caller falls back to the scalar path otherwise). EA / EBT hold operand
-// exponents as int16 with -1000 for zero; BT / EBT are packed [N/16][K][16], BT holding b * 2^-40 (exact): a
+// Operands must be finite and their exponents in [-30, 30] (the caller falls back to the scalar path
+// otherwise). Exponents are int8 with -64 for zero: EA pairs two rows per k ([M/2][K], row 2p in the low
+// byte), EBT holds each column's exponent twice ([N/16][K][32]); BT is packed [N/16][K][16], BT holding b * 2^-40 (exact): a
 // product a * b * 2^-40 is then scaled by 2^(13 - emax) by adding 53 - emax to its exponent field, which
 // never overflows (emax <= 53) and turns a zero product into at most 2^-14, truncated to 0 (emax >= -60).
-void h100_tiles(const float* A, const std::int16_t* EA, const float* BT, const std::int16_t* EBT, const float* SA,
+void h100_tiles(const float* A, const std::int16_t* EA, const float* BT, const std::int8_t* EBT, const float* SA,
                 const float* SBT, float* out, std::size_t N, std::size_t K, std::size_t bw, std::size_t i0,
                 std::size_t i1, bool fast, int order) {
   constexpr std::size_t R = 4, G = 32, NC = 128;
@@ -75,7 +76,7 @@ void h100_tiles(const float* A, const std::int16_t* EA, const float* BT, const s
   for (std::size_t i = i0; i + R <= i1; i += R) {
     for (std::size_t j = 0; j + 16 <= N; j += 16) {
       const float* panel = BT + (j / 16) * K * 16;
-      const std::int16_t* epanel = EBT + (j / 16) * K * 16;
+      const std::int8_t* epanel = EBT + (j / 16) * K * 32;
       __m256 total[R][2];
       for (std::size_t r = 0; r < R; ++r) total[r][0] = total[r][1] = _mm256_setzero_ps();
       for (std::size_t kb = 0; kb < nkb; ++kb) {
@@ -85,20 +86,31 @@ void h100_tiles(const float* A, const std::int16_t* EA, const float* BT, const s
           partial[r][0] = partial[r][1] = acc[r][0] = acc[r][1] = _mm256_setzero_ps();
         for (std::size_t g0 = k0; g0 < k1; g0 += G) {
           const std::size_t g1 = std::min(k1, g0 + G);
-          // Pass 1: the group's alignment exponent per output.
-          __m256i em[R];
-          for (std::size_t r = 0; r < R; ++r) em[r] = _mm256_set1_epi16(-2000);
+          // Pass 1: the group's alignment exponent per output, in int8 lanes, two rows per vector (byte 2c + q:
+          // row i + 2p + q, column j + c).
+          __m256i em[R / 2];
+          for (std::size_t q = 0; q < R / 2; ++q) em[q] = _mm256_set1_epi8(-128);
           for (std::size_t k = g0; k < g1; ++k) {
-            const __m256i eb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(epanel + k * 16));
-            for (std::size_t r = 0; r < R; ++r)
-              em[r] = _mm256_max_epi16(em[r], _mm256_add_epi16(_mm256_set1_epi16(EA[(i + r) * K + k]), eb));
+            const __m256i eb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(epanel + k * 32));
+            for (std::size_t q = 0; q < R / 2; ++q)
+              em[q] = _mm256_max_epi8(em[q], _mm256_add_epi8(_mm256_set1_epi16(EA[((i / 2) + q) * K + k]), eb));
+          }
+          __m256i e32[R][2];
+          const __m256i split = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10,
+                                                 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+          for (std::size_t q = 0; q < R / 2; ++q) {
+            const __m256i sh = _mm256_shuffle_epi8(em[q], split);
+            const __m128i lo = _mm256_castsi256_si128(sh), hi = _mm256_extracti128_si256(sh, 1);
+            e32[2 * q][0] = _mm256_cvtepi8_epi32(lo);
+            e32[2 * q + 1][0] = _mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8));
+            e32[2 * q][1] = _mm256_cvtepi8_epi32(hi);
+            e32[2 * q + 1][1] = _mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8));
           }
           __m256 inv[R][2], ulp[R][2];
           __m256i sum[R][2], delta[R][2];
           for (std::size_t r = 0; r < R; ++r)
             for (int h = 0; h < 2; ++h) {
-              const __m256i e16 = _mm256_cvtepi16_epi32(h == 0 ? _mm256_castsi256_si128(em[r])
-                                                               : _mm256_extracti128_si256(em[r], 1));
+              const __m256i e16 = e32[r][h];
               // The accumulator's exponent (zero: -127, below every product's).
               const __m256i ea = _mm256_sub_epi32(
                   _mm256_srli_epi32(_mm256_and_si256(_mm256_castps_si256(acc[r][h]), exp_mask), 23),

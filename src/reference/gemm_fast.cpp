@@ -21,7 +21,7 @@ void fp32_seq_tiles(const float* A, const float* BT, const float* SA, const floa
                     std::size_t N, std::size_t K, std::size_t bw, std::size_t i0, std::size_t i1);
 inline constexpr std::size_t kTileRows = 6, kTileCols = 16;
 // h100 / h100_fast: rows [i0, i1) in pairs x full 16-column panels; see gemm_avx2.cpp.
-void h100_tiles(const float* A, const std::int16_t* EA, const float* BT, const std::int16_t* EBT, const float* SA,
+void h100_tiles(const float* A, const std::int16_t* EA, const float* BT, const std::int8_t* EBT, const float* SA,
                 const float* SBT, float* out, std::size_t N, std::size_t K, std::size_t bw, std::size_t i0,
                 std::size_t i1, bool fast, int order);
 inline constexpr std::size_t kH100TileRows = 4;
@@ -68,6 +68,11 @@ std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m
     return total;
   };
 
+  auto exps_in = [](const std::vector<int>& e, int lo, int hi) {
+    for (int x : e)
+      if (x != kNoExp && (x < lo || x > hi)) return false;
+    return true;
+  };
   bool finite = true;
   for (float x : av) finite = finite && std::isfinite(x);
   for (float x : bv) finite = finite && std::isfinite(x);
@@ -82,21 +87,27 @@ std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m
   };
   const bool h100_tiled = (m == AccumModel::h100 || m == AccumModel::h100_fast ||
                            (m == AccumModel::hopper_fast && preset_like(p))) &&
-                          finite && cpu_has_avx2() && N >= gemm_avx2::kTileCols;
+                          finite && cpu_has_avx2() && N >= gemm_avx2::kTileCols &&
+                          exps_in(ea, -30, 30) && exps_in(eb, -30, 30);
   const bool tiled = (m == AccumModel::fp32_seq || h100_tiled) && cpu_has_avx2() && N >= gemm_avx2::kTileCols;
   const std::size_t tile_rows = h100_tiled ? gemm_avx2::kH100TileRows : gemm_avx2::kTileRows;
   std::vector<float> BT, SA, SBT;
-  std::vector<std::int16_t> EA16, EBT16;
+  std::vector<std::int16_t> EA16;  // two rows' int8 exponents per k (h100_tiles)
+  std::vector<std::int8_t> EBT8;
   if (h100_tiled) {
     const std::size_t panels = N / gemm_avx2::kTileCols;
-    auto e16 = [](int e) { return std::int16_t(e == kNoExp ? -1000 : e); };
-    EA16.resize(M * K);
-    for (std::size_t x = 0; x < M * K; ++x) EA16[x] = e16(ea[x]);
-    EBT16.resize(panels * K * gemm_avx2::kTileCols);
+    auto e8 = [](int e) { return std::uint8_t(std::int8_t(e == kNoExp ? -64 : e)); };
+    EA16.assign((M / 2) * K, 0);
+    for (std::size_t pr = 0; pr < M / 2; ++pr)
+      for (std::size_t k = 0; k < K; ++k)
+        EA16[pr * K + k] = std::int16_t(std::uint16_t(e8(ea[(2 * pr) * K + k]) | (e8(ea[(2 * pr + 1) * K + k]) << 8)));
+    EBT8.resize(panels * K * 2 * gemm_avx2::kTileCols);
     for (std::size_t pj = 0; pj < panels; ++pj)
       for (std::size_t k = 0; k < K; ++k)
-        for (std::size_t c = 0; c < gemm_avx2::kTileCols; ++c)
-          EBT16[(pj * K + k) * gemm_avx2::kTileCols + c] = e16(eb[(pj * gemm_avx2::kTileCols + c) * K + k]);
+        for (std::size_t c = 0; c < gemm_avx2::kTileCols; ++c) {
+          const std::int8_t e = std::int8_t(e8(eb[(pj * gemm_avx2::kTileCols + c) * K + k]));
+          EBT8[(pj * K + k) * 32 + 2 * c] = EBT8[(pj * K + k) * 32 + 2 * c + 1] = e;
+        }
   }
   if (tiled) {
     // B packed in panels of 16 columns, [N/16][K][16]: a k step loads 16 neighbouring outputs' operands
@@ -129,7 +140,7 @@ std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m
     for (long long rt = 0; rt < row_tiles; ++rt) {
       const std::size_t i0 = std::size_t(rt) * tile_rows;
       if (h100_tiled)
-        gemm_avx2::h100_tiles(av.data(), EA16.data(), BT.data(), EBT16.data(), SA.data(), SBT.data(), out.data(), N,
+        gemm_avx2::h100_tiles(av.data(), EA16.data(), BT.data(), EBT8.data(), SA.data(), SBT.data(), out.data(), N,
                               K, bw, i0, i0 + tile_rows, accum_preset_params(m, p).fast_accum, order);
       else
         gemm_avx2::fp32_seq_tiles(av.data(), BT.data(), SA.data(), SBT.data(), out.data(), M, N, K, bw, i0,
