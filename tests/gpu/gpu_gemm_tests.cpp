@@ -6,6 +6,7 @@
 // cuBLASLt 13 has no such kernel on sm_90.
 #include <fmt/format.h>
 
+#include <bit>
 #include <cmath>
 #include <vector>
 
@@ -13,6 +14,8 @@
 #include "formats/convert.hpp"
 #include "formats/splitmix64.hpp"
 #include "gpu_quant_tests.hpp"
+#include "reference/gemm_algo.hpp"
+#include "reference/gemm_cases.hpp"
 
 namespace fp8flow::gpu_tests {
 
@@ -78,6 +81,74 @@ int gemm_cublaslt() {
   }
   fmt::print("gemm_cublaslt: {} cases, {} failed; {} of {} outputs bit-exact with the fitted presets ({:.4f}%)\n",
              cases, failed, exact, compared, 100.0 * double(exact) / double(std::max<std::size_t>(compared, 1)));
+  return failed ? 1 : 0;
+}
+
+}  // namespace fp8flow::gpu_tests
+
+
+namespace fp8flow::gpu_tests {
+
+// GPU test `gemm_algo_auto`: cuBLASLt choosing its algorithm as torch._scaled_mm does (split-K included),
+// against the CPU model running the algorithm cuBLASLt reports (split-K count, reduction scheme; docs/gemm.md
+// "Algorithms"), bit for bit on the sampled outputs of seeded cases (3 scalings x fast accumulation x fp32/bf16,
+// normal / outliers / mixed exponents / cancellation / zeros; long K at small M, N where split-K occurs).
+int gemm_algo_auto() {
+  struct Shape { std::size_t m, n, k; };
+  const Shape shapes[] = {{16, 16, 16384}, {64, 64, 65536}, {32, 64, 8192}, {8, 32, 32768}, {256, 512, 2048},
+                          {1024, 1024, 1024}};
+  const char* dists[] = {"normal", "outliers", "mixed_exp", "cancel", "zeros"};
+  std::size_t runs = 0, failed = 0, compared = 0, exact = 0;
+  std::uint64_t seed = 900001;
+  for (const auto sh : shapes)
+    for (const char* sc : {"tensor", "1x128_128x128", "1x128_1x128"})
+      for (const char* d : dists) {
+        const GemmCase c{sh.m, sh.n, sh.k, sc, d, seed++};
+        const auto a = gemm_case_operand(c, 0), b = gemm_case_operand(c, 1);
+        const auto sa = gemm_case_scales(c, 0), sb = gemm_case_scales(c, 1);
+        const GemmOperand A{a, c.m, c.k, &e4m3, sa, gemm_case_gran_a(c)}, B{b, c.n, c.k, &e4m3, sb, gemm_case_gran_b(c)};
+        const GemmSample smp = gemm_case_sample(c, 1024);
+        for (const bool fast : {false, true})
+          for (const bool bf16 : {false, true}) {
+            if (fast && c.scaling != "tensor") continue;  // no blockwise fast-accumulation kernel on sm_90
+            cuda::CublasGemmConfig cfg;
+            cfg.torch_heuristic = true;
+            cfg.fast_accum = fast;
+            cfg.out = bf16 ? cuda::GemmOutType::bf16 : cuda::GemmOutType::f32;
+            ++runs;
+            try {
+              const auto g = cuda::gemm_cublaslt(A, B, cfg);
+              GemmAlgo algo;
+              algo.splitk = std::max(1, g.algo.splitk);
+              if (algo.splitk > 1) algo.reduction = split_reduction_from_cublas(g.algo.reduction);
+              const auto cpu = gemm_algo_at(A, B, fast ? AccumModel::h100_fast : AccumModel::h100, {}, algo, bf16,
+                                            smp.rows, smp.cols);
+              std::size_t ok = 0;
+              std::string first;
+              for (std::size_t r = 0; r < smp.rows.size(); ++r)
+                for (std::size_t q = 0; q < smp.cols.size(); ++q) {
+                  const float m = cpu[r * smp.cols.size() + q], o = g.out[smp.rows[r] * c.n + smp.cols[q]];
+                  if (std::bit_cast<std::uint32_t>(m) == std::bit_cast<std::uint32_t>(o) || (std::isnan(m) && std::isnan(o)))
+                    ++ok;
+                  else if (first.empty())
+                    first = fmt::format("[{}, {}] model {:#010x} gpu {:#010x}", smp.rows[r], smp.cols[q],
+                                        std::bit_cast<std::uint32_t>(m), std::bit_cast<std::uint32_t>(o));
+                }
+              compared += smp.size();
+              exact += ok;
+              if (ok != smp.size()) {
+                ++failed;
+                fmt::print("{} fast {} {} ({}; {}): {} of {} bit-exact, first {}\n", c.name(), int(fast),
+                           bf16 ? "bf16" : "f32", algo.to_string(), g.algo.to_string(), ok, smp.size(), first);
+              }
+            } catch (const std::exception& e) {
+              ++failed;
+              fmt::print("{} fast {} {}: ERROR {}\n", c.name(), int(fast), bf16 ? "bf16" : "f32", e.what());
+            }
+          }
+      }
+  fmt::print("gemm_algo_auto: {} runs, {} failed; {} of {} sampled outputs bit-exact ({:.4f}%)\n", runs, failed, exact,
+             compared, 100.0 * double(exact) / double(std::max<std::size_t>(compared, 1)));
   return failed ? 1 : 0;
 }
 

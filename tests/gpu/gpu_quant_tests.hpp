@@ -8,5 +8,6 @@ int transpose_bitexact();
 int dequantize_bitexact();
 int pdl_chain();
 int gemm_cublaslt();  // gpu_gemm_tests.cpp
+int gemm_algo_auto();  // gpu_gemm_tests.cpp
 int ep_dispatch(int ranks);  // gpu_ep_tests.cpp: skipped (77) with fewer GPUs than ranks
 }  // namespace fp8flow::gpu_tests

@@ -23,7 +23,7 @@ int report(const ExhaustiveResult& r) {
 int main(int argc, char** argv) {
   if (argc != 2) {
     fmt::print(stderr, "usage: fp8flow-gpu-tests formats_encode_exhaustive|formats_decode|quantize_bitexact|"
-               "transpose_bitexact|dequantize_bitexact|gemm_cublaslt|quantize_v2_bitexact|"
+               "transpose_bitexact|dequantize_bitexact|gemm_cublaslt|gemm_algo_auto|quantize_v2_bitexact|"
                "quantize_v2_bitexact_small|quantize_swiglu_edges|pdl_chain|ep_dispatch_1gpu|ep_dispatch_2gpu\n");
     return 2;
   }
@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   if (t == "dequantize_bitexact") return fp8flow::gpu_tests::dequantize_bitexact();
   if (t == "pdl_chain") return fp8flow::gpu_tests::pdl_chain();
   if (t == "gemm_cublaslt") return fp8flow::gpu_tests::gemm_cublaslt();
+  if (t == "gemm_algo_auto") return fp8flow::gpu_tests::gemm_algo_auto();
   if (t == "ep_dispatch_1gpu") return fp8flow::gpu_tests::ep_dispatch(1);
   if (t == "ep_dispatch_2gpu") return fp8flow::gpu_tests::ep_dispatch(2);
   fmt::print(stderr, "unknown test '{}'\n", t);
