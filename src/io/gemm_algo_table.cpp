@@ -24,7 +24,11 @@ std::vector<std::string> split_csv(const std::string& line) {
 
 GemmAlgoTable read_gemm_algo_table(const std::string& path) {
   std::ifstream in(path);
-  if (!in) throw InputError(fmt::format("{}: cannot open the GEMM algorithm table", path));
+  if (!in)
+    throw InputError(fmt::format("{}: cannot open the GEMM algorithm table (the H100 table is recorded by "
+                                 "scripts/device/gemm_algos.sh on an H100: copy its gemm_algo_table.csv to "
+                                 "data/gemm_algos_h100/table.csv, or pass --algo-table FILE; docs/gemm.md "
+                                 "\"Algorithms\")", path));
   std::vector<GemmAlgoEntry> entries;
   std::map<std::string, std::size_t> col;
   std::string line;

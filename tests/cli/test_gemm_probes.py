@@ -64,7 +64,52 @@ def gemm_accum_presets():
         assert p.returncode == 2 and "h100_fast" in p.stderr, p.stderr
 
 
-GROUPS = {f.__name__: f for f in (gemm_probes_list_and_check, gemm_probes_errors, gemm_accum_presets)}
+def gemm_algo_cli():
+    """fp8flow gemm --algo / --out-dtype / --algo auto with a table (issue 20)."""
+    K = 65536
+    ones = np.full((2, K), 0x38, dtype=np.uint8)  # e4m3 1.0
+    with tempfile.TemporaryDirectory() as d:
+        np.save(f"{d}/a.npy", ones)
+        np.save(f"{d}/b.npy", np.full((16, K), 0x38, dtype=np.uint8))
+        # A 14-bit fast-accumulated chain stalls at 2^14; four splits of 16384 each reach it, summed exactly.
+        run("gemm", f"{d}/a.npy", f"{d}/b.npy", f"{d}/o1.npy", "--accum", "h100_fast")
+        run("gemm", f"{d}/a.npy", f"{d}/b.npy", f"{d}/o4.npy", "--accum", "h100_fast", "--algo",
+            "splitk=4,reduction=compute")
+        assert (np.load(f"{d}/o1.npy") == 16384).all() and (np.load(f"{d}/o4.npy") == 65536).all()
+        # --algo auto from a table: the grid point (M 1, N 16, K 65536) says split-K 4, reduction 2 (compute).
+        with open(f"{d}/t.csv", "w") as f:
+            f.write("# test table\nscaling,fast_accum,out,m,n,k,algo_id,tile,stages,splitk,reduction\n")
+            f.write("tensor,1,f32,1,16,65536,66,1,1,4,2\ntensor,1,f32,1,16,1024,66,1,1,1,0\n")
+        p = run("gemm", f"{d}/a.npy", f"{d}/b.npy", f"{d}/oa.npy", "--accum", "h100_fast", "--algo", "auto",
+                "--algo-table", f"{d}/t.csv")
+        assert (np.load(f"{d}/oa.npy") == 65536).all()
+        assert "not in the H100 table" in p.stderr and "M=1 N=16 K=65536" in p.stderr, p.stderr  # M = 2: off-grid
+        # bf16 output: the fp32 result rounded to nearest even (ml_dtypes as the oracle), stored as uint16 codes.
+        rng = np.random.default_rng(9)
+        a = rng.normal(size=(5, 512)).astype(ml_dtypes.float8_e4m3fn).view(np.uint8)
+        b = rng.normal(size=(16, 512)).astype(ml_dtypes.float8_e4m3fn).view(np.uint8)
+        np.save(f"{d}/ra.npy", a)
+        np.save(f"{d}/rb.npy", b)
+        run("gemm", f"{d}/ra.npy", f"{d}/rb.npy", f"{d}/f.npy", "--accum", "h100")
+        run("gemm", f"{d}/ra.npy", f"{d}/rb.npy", f"{d}/h.npy", "--accum", "h100", "--out-dtype", "bf16")
+        h = np.load(f"{d}/h.npy")
+        assert h.dtype == np.uint16 and h.shape == (5, 16)
+        assert (h == np.load(f"{d}/f.npy").astype(ml_dtypes.bfloat16).view(np.uint16)).all()
+        # Bad input: exit 1 naming the field, the file or the line.
+        for args, want in ((("--algo", "splitk=4"), "needs a reduction"), (("--algo", "splitk=two"), "splitk=two"),
+                           (("--algo", "tiles=2"), "unknown key"), (("--out-dtype", "fp16"), "--out-dtype"),
+                           (("--algo", "auto", "--algo-table", f"{d}/none.csv"), "none.csv")):
+            p = run("gemm", f"{d}/ra.npy", f"{d}/rb.npy", f"{d}/x.npy", "--accum", "h100", *args, ok=False)
+            assert p.returncode == 1 and want in p.stderr, (args, p.returncode, p.stderr)
+        with open(f"{d}/bad.csv", "w") as f:
+            f.write("scaling,fast_accum,out,m,n,k,splitk,reduction\ntensor,0,f32,5,16,x,1,0\n")
+        p = run("gemm", f"{d}/ra.npy", f"{d}/rb.npy", f"{d}/x.npy", "--accum", "h100", "--algo", "auto",
+                "--algo-table", f"{d}/bad.csv", ok=False)
+        assert p.returncode == 1 and "bad.csv:2" in p.stderr and "field k" in p.stderr, p.stderr
+        assert not os.path.exists(f"{d}/x.npy")
+
+
+GROUPS = {f.__name__: f for f in (gemm_probes_list_and_check, gemm_probes_errors, gemm_accum_presets, gemm_algo_cli)}
 
 if __name__ == "__main__":
     for name in sys.argv[2:] or list(GROUPS):
