@@ -93,10 +93,12 @@ void add_gemm_command(CLI::App& app, const GlobalOptions& g) {
                   "GEMM algorithm: none (one pass over K), splitk=N,reduction=inplace|compute|output[,unit=U]"
                   "[,scale=split|sum], or auto (what cuBLASLt's heuristic picks on the H100 for this shape; "
                   "docs/gemm.md \"Algorithms\")")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(choice([](const std::string& v) { return v == "auto" ? GemmAlgo{} : parse_gemm_algo(v); }));
   cmd->add_option("--algo-table", args->algo_table, "--algo auto: the recorded H100 table (default: the shipped one)");
   cmd->add_option("--out-dtype", args->out_dtype, "f32 or bf16 (cuBLASLt's RNE output rounding; written as uint16 codes)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "bf16"}));
   cmd->callback([args, &g] {
     const FormatSpec& fa = find_format(args->format);
     const FormatSpec& fb = args->format_b.empty() ? fa : find_format(args->format_b);

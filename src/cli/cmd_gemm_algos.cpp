@@ -141,10 +141,16 @@ void add_gemm_algos_command(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("-o,--out", a->out, "--record: output directory");
   cmd->add_option("--dump", a->dump, "--record: also write operands and full outputs here (torch comparison)");
   cmd->add_option("--check", a->check, "CPU: directory of recorded outputs to replay with the model");
-  cmd->add_option("--set", a->set, "--check: which recorded set (fit, heldout)")->capture_default_str();
-  cmd->add_option("--unit", a->unit, "--check: split-K unit in k (model parameter)")->capture_default_str();
+  cmd->add_option("--set", a->set, "--check: which recorded set (fit, heldout)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fit", "heldout"}));
+  cmd->add_option("--unit", a->unit, "--check: split-K unit in k (model parameter)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--scale", a->scale, "--check: tensor scale per split (split) or after the reduction (sum)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::IsMember({"split", "sum"}));
+  cmd->get_option("--record")->check(CLI::IsMember({"fit", "heldout"}));
   cmd->add_option("--only", a->only, "--check: only cases whose name contains this");
   cmd->add_flag("--json", a->json, "--check: JSON output");
   cmd->callback([a, &g] {

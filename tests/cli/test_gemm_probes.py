@@ -95,12 +95,13 @@ def gemm_algo_cli():
         h = np.load(f"{d}/h.npy")
         assert h.dtype == np.uint16 and h.shape == (5, 16)
         assert (h == np.load(f"{d}/f.npy").astype(ml_dtypes.bfloat16).view(np.uint16)).all()
-        # Bad input: exit 1 naming the field, the file or the line.
-        for args, want in ((("--algo", "splitk=4"), "needs a reduction"), (("--algo", "splitk=two"), "splitk=two"),
-                           (("--algo", "tiles=2"), "unknown key"), (("--out-dtype", "fp16"), "--out-dtype"),
-                           (("--algo", "auto", "--algo-table", f"{d}/none.csv"), "none.csv")):
+        # Bad option values: usage errors (exit 2) naming the field; a missing table file: exit 1 naming it.
+        for args, want, code in ((("--algo", "splitk=4"), "needs a reduction", 2),
+                                 (("--algo", "splitk=two"), "splitk=two", 2), (("--algo", "tiles=2"), "unknown key", 2),
+                                 (("--out-dtype", "fp16"), "--out-dtype", 2),
+                                 (("--algo", "auto", "--algo-table", f"{d}/none.csv"), "none.csv", 1)):
             p = run("gemm", f"{d}/ra.npy", f"{d}/rb.npy", f"{d}/x.npy", "--accum", "h100", *args, ok=False)
-            assert p.returncode == 1 and want in p.stderr, (args, p.returncode, p.stderr)
+            assert p.returncode == code and want in p.stderr, (args, p.returncode, p.stderr)
         with open(f"{d}/bad.csv", "w") as f:
             f.write("scaling,fast_accum,out,m,n,k,splitk,reduction\ntensor,0,f32,5,16,x,1,0\n")
         p = run("gemm", f"{d}/ra.npy", f"{d}/rb.npy", f"{d}/x.npy", "--accum", "h100", "--algo", "auto",
