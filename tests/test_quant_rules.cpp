@@ -134,6 +134,29 @@ TEST_CASE("deepgemm rules follow per_token_cast_to_fp8", "[quant][rules][deepgem
   }
 }
 
+TEST_CASE("deepgemm on the GPU multiplies by RN32(1/448); deepgemm_cpu divides (torch CUDA vs CPU)",
+          "[quant][rules][deepgemm]") {
+  // amax 3: 3 / 448 rounds to 0x3BDB6DB7, 3 * RN32(1/448) to 0x3BDB6DB8 (numpy float32, independently).
+  CHECK(fbits(scale_of(ScaleRule::deepgemm_cpu, {3.0f}).scale_inv) == 0x3BDB6DB7u);
+  CHECK(fbits(scale_of(ScaleRule::deepgemm, {3.0f}).scale_inv) == 0x3BDB6DB8u);
+  CHECK(fbits(scale_of(ScaleRule::deepgemm, {1.0f}).scale_inv) == fbits(scale_of(ScaleRule::deepgemm_cpu, {1.0f}).scale_inv));
+  SECTION("a NaN block's sf: CUDA's canonical NaN 0x7FFFFFFF; the CPU keeps the quiet NaN 0x7FC00000") {
+    CHECK(fbits(scale_of(ScaleRule::deepgemm, {kNaN, 1.0f}).scale_inv) == 0x7FFFFFFFu);
+    CHECK(fbits(scale_of(ScaleRule::deepgemm_cpu, {kNaN, 1.0f}).scale_inv) == 0x7FC00000u);
+  }
+  SECTION("x86 NaN signs: Inf * 0 is the negative default NaN, a NaN element keeps its sign") {
+    const BlockScale inf = scale_of(ScaleRule::deepgemm_cpu, {kInf, 3.0f});  // sf Inf, factor 0
+    CHECK(cast_element(e4m3, kInf, inf, Overflow::nonsat) == 0xFF);
+    CHECK(cast_element(e4m3, 3.0f, inf, Overflow::nonsat) == 0x00);
+    CHECK(cast_element(e4m3, kInf, scale_of(ScaleRule::deepgemm, {kInf, 3.0f}), Overflow::nonsat) == 0x7F);
+    const BlockScale u = scale_of(ScaleRule::deepgemm_ue8m0_cpu, {kNaN, 1.0f});  // sf 2^127: finite factor
+    CHECK(cast_element(e4m3, -kNaN, u, Overflow::nonsat) == 0xFF);
+    CHECK(cast_element(e4m3, -kNaN, scale_of(ScaleRule::deepgemm_ue8m0, {kNaN, 1.0f}), Overflow::nonsat) == 0x7F);
+    // a NaN factor wins over a NaN element (recorded: -NaN elements of a NaN block code 0x7F on the CPU)
+    CHECK(cast_element(e4m3, -kNaN, scale_of(ScaleRule::deepgemm_cpu, {kNaN, 1.0f}), Overflow::nonsat) == 0x7F);
+  }
+}
+
 TEST_CASE("paper_swiglu and mx rules", "[quant][rules]") {
   SECTION("paper_swiglu: zero block 2^-42; amax 448 -> 1; one ulp above -> 2") {
     CHECK(scale_of(ScaleRule::paper_swiglu, {0.0f}).scale_inv == std::ldexp(1.0f, -42));

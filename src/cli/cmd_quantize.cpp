@@ -37,8 +37,7 @@ void add_quantize_command(CLI::App& app, const GlobalOptions& g) {
       ->check(choice([](const std::string& s) { return &find_format(s); }));
   cmd->add_option("--granularity", a->granularity, "tensor, row, col, 1x128, 128x1, 128x128, 1x32, RxC")
       ->check(choice(parse_granularity));
-  cmd->add_option("--scale", a->rule, "Scale rule: te_fp32, te_pow2, deepgemm, deepgemm_ue8m0, paper_swiglu, "
-                                      "mx_floor, mx_ceil")
+  cmd->add_option("--scale", a->rule, "Scale rule: " + std::string(kScaleRuleNames))
       ->check(choice(parse_scale_rule));
   cmd->add_option("--scale-format", a->scale_format, "Scale storage: fp32 or ue8m0 (power-of-two rules only)")
       ->check(choice(parse_scale_format));

@@ -21,6 +21,8 @@ std::string_view to_string(ScaleRule r) {
     case ScaleRule::paper_swiglu: return "paper_swiglu";
     case ScaleRule::mx_floor: return "mx_floor";
     case ScaleRule::mx_ceil: return "mx_ceil";
+    case ScaleRule::deepgemm_cpu: return "deepgemm_cpu";
+    case ScaleRule::deepgemm_ue8m0_cpu: return "deepgemm_ue8m0_cpu";
   }
   return "?";
 }
@@ -31,11 +33,16 @@ ScaleRule parse_scale_rule(std::string_view s) {
   throw InputError(fmt::format("scale rule '{}': expected one of {}", s, kScaleRuleNames));
 }
 
-Overflow source_overflow(ScaleRule r) {
-  return r == ScaleRule::deepgemm || r == ScaleRule::deepgemm_ue8m0 ? Overflow::nonsat : Overflow::satfinite;
+bool is_deepgemm(ScaleRule r) {
+  return r == ScaleRule::deepgemm || r == ScaleRule::deepgemm_ue8m0 || r == ScaleRule::deepgemm_cpu ||
+         r == ScaleRule::deepgemm_ue8m0_cpu;
 }
 
-bool pow2_scales(ScaleRule r) { return r != ScaleRule::te_fp32 && r != ScaleRule::deepgemm; }
+Overflow source_overflow(ScaleRule r) { return is_deepgemm(r) ? Overflow::nonsat : Overflow::satfinite; }
+
+bool pow2_scales(ScaleRule r) {
+  return r != ScaleRule::te_fp32 && r != ScaleRule::deepgemm && r != ScaleRule::deepgemm_cpu;
+}
 
 std::string_view to_string(ScaleFormat f) { return f == ScaleFormat::fp32 ? "fp32" : "ue8m0"; }
 ScaleFormat parse_scale_format(std::string_view s) {
@@ -79,6 +86,8 @@ constexpr std::uint32_t kBf16MaxBits = 0x7F7F0000u;  // bf16 max finite, 3.38953
 constexpr float kDeepgemmAmaxFloor = 1e-4f;
 // FP8-Flow-MoE Triton SwiGLU+quant: tl.maximum(amax, 1e-10).
 constexpr float kPaperSwigluAmaxFloor = 1e-10f;
+// The NaN every CUDA fp32 arithmetic instruction returns (recorded: DeepGEMM's sf of a NaN block on the H100).
+constexpr std::uint32_t kCudaCanonicalNan = 0x7FFFFFFFu;
 
 float pow2f(int e) { return std::ldexp(1.0f, e); }  // exact for e in [-149, 127]
 }  // namespace
@@ -108,12 +117,19 @@ BlockScale block_scale(ScaleRule r, const FormatSpec& payload, std::span<const f
       return {1.0f / scale, scale, BlockScale::mul, false};
     }
     case ScaleRule::deepgemm:
-    case ScaleRule::deepgemm_ue8m0: {
+    case ScaleRule::deepgemm_ue8m0:
+    case ScaleRule::deepgemm_cpu:
+    case ScaleRule::deepgemm_ue8m0_cpu: {
       float amax = amax_nan_propagating(block);
       if (amax < kDeepgemmAmaxFloor) amax = kDeepgemmAmaxFloor;  // torch.clamp keeps NaN
-      float sf = amax / fmax;
-      if (r == ScaleRule::deepgemm_ue8m0) sf = ceil_to_ue8m0(sf);
-      return {sf, 1.0f / sf, BlockScale::mul, true};
+      // `x_amax / 448.0` (a CPU scalar): torch's CUDA kernel multiplies by the scalar's fp32 reciprocal
+      // (opmath 1.0f / 448.0f, rounded once on the host); the CPU kernel divides.
+      const bool gpu = r == ScaleRule::deepgemm || r == ScaleRule::deepgemm_ue8m0;
+      float sf = gpu ? amax * (1.0f / fmax) : amax / fmax;
+      if (gpu && std::isnan(sf)) sf = std::bit_cast<float>(kCudaCanonicalNan);  // what the GPU stores
+      if (r == ScaleRule::deepgemm_ue8m0 || r == ScaleRule::deepgemm_ue8m0_cpu) sf = ceil_to_ue8m0(sf);
+      // x * (1.0 / sf): reciprocal() * 1.0 (exact), then the product
+      return {sf, 1.0f / sf, BlockScale::mul, true, !gpu};
     }
     case ScaleRule::paper_swiglu: {
       // Triton's max reduction lowers to max.f32, which returns the non-NaN operand: NaN is ignored.
@@ -147,6 +163,16 @@ BlockScale block_scale(ScaleRule r, const FormatSpec& payload, std::span<const f
 }
 
 std::uint8_t cast_element(const FormatSpec& payload, float x, const BlockScale& s, Overflow overflow) {
+  if (s.x86_nan && s.op == BlockScale::mul) {  // the NaN torch's x86 product gives, and its sign
+    const float f = s.factor;
+    const bool fnan = std::isnan(f), xnan = std::isnan(x);
+    const bool invalid = (std::isinf(x) && f == 0.0f) || (x == 0.0f && std::isinf(f));
+    if (fnan || xnan || invalid) {
+      const bool neg = fnan ? std::signbit(f) : xnan ? std::signbit(x) : true;
+      const std::uint32_t c = encode(payload, std::numeric_limits<float>::quiet_NaN(), CastPolicy{Rounding::rne, overflow});
+      return std::uint8_t(neg ? c | sign_bit(payload) : c);
+    }
+  }
   const float y = s.op == BlockScale::mul ? x * s.factor : x / s.factor;
   std::uint32_t c = encode(payload, y, CastPolicy{Rounding::rne, overflow});
   if (s.torch_overflow_sign && std::signbit(y) && !std::isnan(y) && is_nan_code(payload, c)) c |= sign_bit(payload);

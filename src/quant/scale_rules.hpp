@@ -2,8 +2,11 @@
 // source bit for bit (PAPER.md section 3; docs/quantization.md has the derivations and edge cases).
 //
 //   te_fp32, te_pow2   TransformerEngine Float8BlockQuantizer (quantize_scale_calc.py, TE 2.x)
-//   deepgemm           DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp8 / per_block_cast_to_fp8
+//   deepgemm           DeepGEMM deep_gemm/utils/math.py per_token_cast_to_fp8 / per_block_cast_to_fp8, as torch
+//                      runs them on the GPU (amax / 448.0 is amax * RN32(1/448) there; recorded on an H100)
 //   deepgemm_ue8m0     the same with use_ue8m0=True (sf rounded up by ceil_to_ue8m0)
+//   deepgemm_cpu       the same Python run by torch on the CPU (amax / 448.0 divides)
+//   deepgemm_ue8m0_cpu the same with use_ue8m0=True
 //   paper_swiglu       FP8-Flow-MoE fused weighted SwiGLU + quant (Triton), quantize-given-y part
 //   mx_floor           OCP MX v1.0 shared exponent (floor), E8M0 scale
 //   mx_ceil            NVIDIA MXFP8 (TE, DeepGEMM ue8m0): amax/FMAX rounded up to a power of two
@@ -19,14 +22,19 @@
 
 namespace fp8flow {
 
-enum class ScaleRule { te_fp32, te_pow2, deepgemm, deepgemm_ue8m0, paper_swiglu, mx_floor, mx_ceil };
-inline constexpr ScaleRule kAllScaleRules[] = {ScaleRule::te_fp32,        ScaleRule::te_pow2,     ScaleRule::deepgemm,
-                                               ScaleRule::deepgemm_ue8m0, ScaleRule::paper_swiglu, ScaleRule::mx_floor,
-                                               ScaleRule::mx_ceil};
+enum class ScaleRule {
+  te_fp32, te_pow2, deepgemm, deepgemm_ue8m0, paper_swiglu, mx_floor, mx_ceil, deepgemm_cpu, deepgemm_ue8m0_cpu
+};
+inline constexpr ScaleRule kAllScaleRules[] = {
+    ScaleRule::te_fp32,  ScaleRule::te_pow2, ScaleRule::deepgemm,     ScaleRule::deepgemm_ue8m0,
+    ScaleRule::paper_swiglu, ScaleRule::mx_floor, ScaleRule::mx_ceil, ScaleRule::deepgemm_cpu,
+    ScaleRule::deepgemm_ue8m0_cpu};
 std::string_view to_string(ScaleRule r);  // the enumerator name
 ScaleRule parse_scale_rule(std::string_view s);  // throws InputError listing the names
 inline constexpr std::string_view kScaleRuleNames =
-    "te_fp32, te_pow2, deepgemm, deepgemm_ue8m0, paper_swiglu, mx_floor, mx_ceil";
+    "te_fp32, te_pow2, deepgemm, deepgemm_ue8m0, paper_swiglu, mx_floor, mx_ceil, deepgemm_cpu, deepgemm_ue8m0_cpu";
+// The DeepGEMM rules (GPU and CPU execution, with and without UE8M0).
+bool is_deepgemm(ScaleRule r);
 
 // The element cast of the source: TE, Triton and MX kernels saturate; the torch-based DeepGEMM
 // references cast with .to(torch.float8_e4m3fn), which does not.
@@ -60,6 +68,10 @@ struct BlockScale {
   // torch's .to(float8) keeps the sign when a non-NaN input overflows to NaN (-Inf -> 0xFF); arithmetic
   // NaNs are the canonical +NaN of CUDA (0x7F). Set by the deepgemm rules; others follow CUDA's cvt.
   bool torch_overflow_sign = false;
+  // torch on an x86 CPU (deepgemm*_cpu): a NaN product keeps the sign of the NaN it came from (the factor's
+  // if both are NaN, as recorded), and Inf * 0 gives x86's default NaN, whose sign bit is set; the cast then
+  // keeps that sign (NaN -> 0x7F | sign). On CUDA every arithmetic NaN is the canonical +NaN (0x7F).
+  bool x86_nan = false;
 };
 
 // The rule applied to one block's float32 elements (valid elements only; any order).

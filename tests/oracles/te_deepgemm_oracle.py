@@ -3,7 +3,8 @@
 
 Written from the pseudo-code of PAPER.md section 3, not from fp8flow's C++:
   te_fp32 / te_pow2   TransformerEngine Float8BlockQuantizer (1x128, 128x128; eps)      section 3.1
-  deepgemm(_ue8m0)    DeepGEMM per_token_cast_to_fp8 / per_block_cast_to_fp8              section 3.2
+  deepgemm(_ue8m0)    DeepGEMM per_token_cast_to_fp8 / per_block_cast_to_fp8 (torch on CUDA) section 3.2
+  deepgemm(_ue8m0)_cpu  the same run by torch on the CPU (amax / 448 divides)
   paper_swiglu        FP8-Flow-MoE SwiGLU+quant, quantize-given-y (division modelled RN32)  section 3.3
   mx_floor / mx_ceil  OCP MX shared exponent / NVIDIA MXFP8 (1x32)                       section 3.4
 Each case writes a float32 .npy, runs `fp8flow quantize` and compares codes and scale_inv bit for bit.
@@ -60,6 +61,16 @@ def cast_torch_cuda(y):
     return c
 
 
+def cast_torch_cpu(y, factor):
+    """torch .to(float8_e4m3fn) of x * factor computed by torch on an x86 CPU (recorded on the device host):
+    numpy's float32 product gives x86's NaNs (Inf * 0 is the negative default NaN, a NaN operand propagates
+    with its sign), except that torch's product returns the factor's NaN when both are NaN; the cast keeps
+    the NaN's sign."""
+    if np.isnan(factor):
+        return np.full(y.shape, 0xFF if np.signbit(factor) else 0x7F, np.uint8)
+    return cast_nonsat(y)
+
+
 def blocks(shape, tile):
     R, C = shape
     tr, tc = tile
@@ -102,8 +113,9 @@ def te_quant(x, tile, pow2, eps):
     return codes, sinv
 
 
-def deepgemm_quant(x, tile, ue8m0):
-    """per_token_cast_to_fp8 (1x128) / per_block_cast_to_fp8 (128x128); zero padding = valid elements only."""
+def deepgemm_quant(x, tile, ue8m0, gpu=True):
+    """per_token_cast_to_fp8 (1x128) / per_block_cast_to_fp8 (128x128); zero padding = valid elements only.
+    gpu: torch on CUDA evaluates `amax / 448.0` as amax * RN32(1/448); on the CPU it divides."""
     codes = np.zeros(x.shape, np.uint8)
     sinv = np.zeros(grid(x.shape, tile), np.float32)
     with np.errstate(all="ignore"):
@@ -111,7 +123,7 @@ def deepgemm_quant(x, tile, ue8m0):
             blk = x[rs, cs]
             amax = F32(np.max(np.abs(blk)))  # NaN propagates, as torch.amax
             amax = F32(np.maximum(amax, F32(1e-4)))  # torch.clamp(min=1e-4) keeps NaN
-            sf = F32(amax / F32(448.0))
+            sf = F32(amax * (F32(1.0) / F32(448.0))) if gpu else F32(amax / F32(448.0))
             if ue8m0:
                 b = int(bits(sf))
                 e = ((b >> 23) & 0xFF) + (1 if (b & 0x7FFFFF) != 0 else 0)
@@ -119,7 +131,8 @@ def deepgemm_quant(x, tile, ue8m0):
                 sf = from_bits(np.uint32(e << 23))[()]
             inv = F32(F32(1.0) / sf)
             sinv[i, j] = sf
-            codes[rs, cs] = cast_torch_cuda((blk * inv).astype(np.float32))
+            y = (blk * inv).astype(np.float32)
+            codes[rs, cs] = cast_torch_cuda(y) if gpu else cast_torch_cpu(y, inv)
     return codes, sinv
 
 
@@ -238,6 +251,8 @@ RULES = [
     ("te_pow2", [(1, 128)], 1e-30, lambda x, t: te_quant(x, t, True, 1e-30)),
     ("deepgemm", [(1, 128), (128, 128)], None, lambda x, t: deepgemm_quant(x, t, False)),
     ("deepgemm_ue8m0", [(1, 128), (128, 128)], None, lambda x, t: deepgemm_quant(x, t, True)),
+    ("deepgemm_cpu", [(1, 128), (128, 128)], None, lambda x, t: deepgemm_quant(x, t, False, gpu=False)),
+    ("deepgemm_ue8m0_cpu", [(1, 128)], None, lambda x, t: deepgemm_quant(x, t, True, gpu=False)),
     ("paper_swiglu", [(1, 128)], None, paper_swiglu_quant),
     ("mx_floor", [(1, 32)], None, lambda x, t: mx_quant(x, t, False)),
     ("mx_ceil", [(1, 32)], None, lambda x, t: mx_quant(x, t, True)),
