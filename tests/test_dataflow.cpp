@@ -1,9 +1,11 @@
 // Dataflow graphs: cast counts from the graph, structural checks, TOML round trip, determinism, and
 // the executor's FP8 dataflows on the tiny preset.
 #include <catch2/catch.hpp>
+#include <bit>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <span>
 
 #include "io/errors.hpp"
 #include "reference/dataflow.hpp"
@@ -152,4 +154,86 @@ TEST_CASE("dataflow traffic: fp8_flow keeps fewer activation bytes than bf16 and
   const double flow = traffic_model(builtin_dataflow("fp8_flow"), s).saved_bytes();
   CHECK(flow <= block);  // both keep fp8 column copies; FP8-Flow saves casts, not stash (docs)
   CHECK(flow < bf16);
+}
+
+namespace {
+float bf16_rne(float f) {  // finite values only
+  std::uint32_t u = std::bit_cast<std::uint32_t>(f);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return std::bit_cast<float>(u & 0xFFFF0000u);
+}
+}  // namespace
+
+TEST_CASE("dataflow FP8 GEMMs default to the H100 model; --accum overrides every one", "[dataflow][accum]") {
+  CHECK(fp8_gemm_configs(builtin_dataflow("fp8_flow")) == std::vector<std::string>{"h100"});
+  CHECK(fp8_gemm_configs(builtin_dataflow("fp8_blockwise")) == std::vector<std::string>{"h100"});
+  CHECK(fp8_gemm_configs(builtin_dataflow("bf16")).empty());
+  ExecOptions o;
+  o.gemm_config = GemmConfig{AccumModel::fp32_seq, {}};
+  CHECK(fp8_gemm_configs(with_overrides(builtin_dataflow("fp8_flow"), o)) == std::vector<std::string>{"fp32_seq"});
+  o.gemm_config = GemmConfig{AccumModel::hopper_fast, AccumParams{64}};
+  CHECK(fp8_gemm_configs(with_overrides(builtin_dataflow("fp8_flow"), o)) ==
+        std::vector<std::string>{"hopper_fast(promote_interval=64)"});
+
+  // FC1 of fp8_flow recomputed expert by expert from the env's FP8 operands with gemm(..., h100), rounded to
+  // bf16 as the step stores it: the executor ran the H100 model.
+  const Setup st = setup();
+  const Env env = run(st, builtin_dataflow("fp8_flow"));
+  const QuantizedTensor& xp = *env.at("xp").q;
+  const QuantizedTensor& w1 = *env.at("w1.q").q;
+  const std::vector<std::size_t> groups = env.at("xp").groups;
+  const std::size_t H = st.shape.hidden, F2 = 2 * st.shape.ffn, kb = H / 128;
+  REQUIRE(groups.size() == st.shape.experts);
+  REQUIRE(F2 % 128 == 0);
+  std::size_t r0 = 0;
+  std::size_t compared = 0;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const std::size_t m = groups[g];
+    if (m == 0) continue;
+    const GemmOperand a{std::span(xp.codes).subspan(r0 * H, m * H), m, H, &e4m3,
+                        std::span(xp.scale_inv).subspan(r0 * kb, m * kb), k1x128};
+    const std::size_t t0 = g * (F2 / 128);
+    const GemmOperand b{std::span(w1.codes).subspan(g * F2 * H, F2 * H), F2, H, &e4m3,
+                        std::span(w1.scale_inv).subspan(t0 * kb, (F2 / 128) * kb), k128x128};
+    const std::vector<float> h100 = gemm(a, b, AccumModel::h100, AccumParams{});
+    const std::vector<float> seq = gemm(a, b, AccumModel::fp32_seq, AccumParams{});
+    for (std::size_t i = 0; i < m * F2; ++i) {
+      CHECK(env.at("h").v[r0 * F2 + i] == double(bf16_rne(h100[i])));
+      compared += 1;
+    }
+    CHECK(h100 != seq);  // the models differ on this data, so the check above tells them apart
+    r0 += m;
+  }
+  CHECK(compared == env.at("h").v.size());
+}
+
+TEST_CASE("dataflow weight gradients stay fp32 (main_grad); only their final bf16 rounding went", "[dataflow][accum]") {
+  const Setup st = setup();
+  for (const char* name : {"bf16", "fp8_blockwise", "fp8_flow"}) {
+    INFO(name);
+    const Dataflow df = builtin_dataflow(name);
+    Dataflow old = df;  // the same graph with the expert wgrads rounded to bf16, as before
+    int wgrads = 0;
+    for (Step& s : old.steps)
+      if (s.op == Op::gemm && (s.out[0] == "dw1" || s.out[0] == "dw2")) {
+        CHECK(s.prec == Precision::fp32);
+        s.prec = Precision::bf16;
+        ++wgrads;
+      }
+    CHECK(wgrads == 2);
+    const Env a = run(st, df), b = run(st, old);
+    for (const char* t : {"dw1", "dw2"}) {
+      INFO(t);
+      REQUIRE(a.at(t).v.size() == b.at(t).v.size());
+      std::size_t off_grid = 0;
+      for (std::size_t i = 0; i < a.at(t).v.size(); ++i) {
+        const float f = float(a.at(t).v[i]);
+        CHECK(double(f) == a.at(t).v[i]);        // an fp32 value
+        CHECK(double(bf16_rne(f)) == b.at(t).v[i]);  // bf16 of it is what the old graph stored
+        off_grid += bf16_rne(f) != f;
+      }
+      CHECK(off_grid > a.at(t).v.size() / 2);  // most fp32 gradients are not bf16 values
+    }
+    for (const char* t : {"y", "dx", "dwr"}) CHECK(a.at(t).v == b.at(t).v);
+  }
 }

@@ -291,6 +291,32 @@ TEST_CASE("train_summary: variants paired with bf16 by seed", "[train][stats]") 
   CHECK(s[1].vs_bf16->mean == Approx(0.0015));
 }
 
+TEST_CASE("train: the FP8 GEMM model reaches the layer (default h100; accum overrides it)", "[train][accum]") {
+  TrainConfig c = preset_config("quickstart");
+  c.dataflow = "fp8_flow";
+  c.steps = 1;
+  c.sample_every = 0;
+  CHECK(c.gemm_config.accum == AccumModel::h100);
+  const TrainResult h = train::train(c);
+  c.gemm_config.accum = AccumModel::fp32_seq;
+  const TrainResult s = train::train(c);
+  c.gemm_config.accum = AccumModel::h100;
+  const TrainResult h2 = train::train(c);
+  REQUIRE(h.steps.size() == 1);
+  CHECK(h.steps[0].loss != s.steps[0].loss);   // the layer's output differs, so does the loss
+  CHECK(h.steps[0].loss == h2.steps[0].loss);  // and the model, not chance, made the difference
+  const io::Experiment e = io::parse_experiment(
+      "[experiment]\nname = \"t\"\nkind = \"train\"\n[params]\npreset = \"quickstart\"\n[sweep]\n"
+      "accum = [\"h100\", \"fp32_seq\"]\n", "x.toml");
+  REQUIRE(e.runs.size() == 2);
+  CHECK(e.runs[0].params["accum"] == "h100");
+  CHECK(io::train_config(e.runs[1], 1).gemm_config.accum == AccumModel::fp32_seq);
+  CHECK(e.runs[0].hash != e.runs[1].hash);
+  CHECK_THROWS_WITH(io::parse_experiment("[experiment]\nname = \"t\"\nkind = \"train\"\n[params]\naccum = \"abacus\"\n",
+                                         "x.toml"),
+                    Catch::Contains("accum") && Catch::Contains("abacus"));
+}
+
 TEST_CASE("train: bad input is an InputError naming the value", "[train][errors]") {
   auto message = [](auto&& f) {
     try {

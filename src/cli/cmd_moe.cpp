@@ -1,6 +1,7 @@
 // fp8flow moe: one MoE layer forward + backward under the named dataflows, against the fp64 golden run.
 // fp8flow dataflows: the graphs, their casts and the cast counts.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cmath>
@@ -67,7 +68,7 @@ void run_moe(const MoeArgs& a, const GlobalOptions& g) {
   MoeInputs in = a.inputs.empty() ? make_inputs(shape, a.seed) : load_inputs(a.inputs, shape);
   ExecOptions o;
   o.threads = g.threads;
-  if (!a.accum.empty()) o.accum = parse_accum_model(a.accum);
+  if (!a.accum.empty()) o.gemm_config = GemmConfig{parse_accum_model(a.accum), {}};
   if (!a.transpose.empty()) o.transpose = parse_transpose_method(a.transpose);
   const auto t0 = std::chrono::steady_clock::now();
   auto secs = [](auto a0) { return std::chrono::duration<double>(std::chrono::steady_clock::now() - a0).count(); };
@@ -95,15 +96,18 @@ void run_moe(const MoeArgs& a, const GlobalOptions& g) {
     execute(df, ctx, env, o);
     const double secs_run = secs(t1);
     const auto ledger = error_ledger(df, golden, env, a.per_expert);
+    const std::string accum = fmt::format("{}", fmt::join(fp8_gemm_configs(df), ", "));  // the GEMM model
     nlohmann::json dj{{"name", df.name}, {"description", df.description}, {"seconds", secs_run},
                       {"casts", counts_json(count_casts(df))}, {"prologue_casts", counts_json(count_casts(df, true))}};
+    if (!accum.empty()) dj["accum"] = accum;
     auto& tj = dj["tensors"] = nlohmann::json::array();
     for (const auto& e : ledger) {
       tj.push_back(to_json(e));
       text += fmt::format("{:<17} {:<10} {:<5} {:>9.2f} {:>10.3e} {:>10.3e} {:>7.1f}%\n", df.name, e.tensor,
                           to_string(e.prec), e.all.sqnr_db, rel_err(e.all), e.all.calc_diff, 100.0 * e.all.frac_changed);
     }
-    counts_block += fmt::format("{:<17} {}\n", df.name, counts_text(count_casts(df)));
+    counts_block += fmt::format("{:<17} {}{}\n", df.name, counts_text(count_casts(df)),
+                                accum.empty() ? "" : "; FP8 GEMMs: accum " + accum);
     if (a.attribute) {
       const auto at = attribute_casts(df, ctx, in, golden, env, o);
       auto& aj = dj["attribution"] = nlohmann::json::array();
@@ -189,7 +193,9 @@ void add_moe_command(CLI::App& app, const GlobalOptions& g) {
       }));
   cmd->add_option("--transpose", a->transpose, "override the scaling-aware transposes: paper_kernel | exact")
       ->check(choice(parse_transpose_method));
-  cmd->add_option("--accum", a->accum, std::string("override fp8 GEMM accumulation: ") + std::string(kAccumModelNames))
+  cmd->add_option("--accum", a->accum,
+                  std::string("FP8 GEMM accumulation model (default h100: what the H100 computes): ") +
+                      std::string(kAccumModelNames))
       ->check(choice(parse_accum_model));
   cmd->add_option("--seed", a->seed, "input/weight generator seed")->capture_default_str();
   cmd->add_option("--tokens", a->tokens, "override the preset's token count");

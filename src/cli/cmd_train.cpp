@@ -38,7 +38,7 @@ using nlohmann::json;
 namespace {
 
 struct TrainArgs {
-  std::string preset = "tiny", dataflow = "all", transpose = "both", out = "results/train.h5", corpus;
+  std::string preset = "tiny", dataflow = "all", transpose = "both", out = "results/train.h5", corpus, accum;
   int seeds = 3, steps = 0;
   bool steps_given = false, json = false, resume = false;
 };
@@ -106,6 +106,7 @@ io::Experiment build_experiment(const TrainArgs& a) {
   for (int s = 1; s <= a.seeds; ++s) seeds.push_back(s);
   std::string params = fmt::format("preset = {}, corpus = {}", json(a.preset).dump(), json(corpus).dump());
   if (a.steps_given) params += fmt::format(", steps = {}", a.steps);
+  if (!a.accum.empty()) params += fmt::format(", accum = {}", json(a.accum).dump());  // checked by the parser
   const std::string toml = fmt::format(
       "[experiment]\nname = \"train\"\ndescription = \"fp8flow train --preset {}\"\n\n[[study]]\nname = \"train\"\n"
       "kind = \"train\"\nparams = {{ {} }}\n[study.sweep]\nseed = [{}]\n[study.sweep.zip]\ndataflow = [{}]\n"
@@ -244,6 +245,8 @@ void add_train_command(CLI::App& app, const GlobalOptions& g) {
       ->capture_default_str();
   cmd->add_option("--transpose", a->transpose, "fp8_flow's scaling-aware transposes: both, paper_kernel, exact")
       ->capture_default_str();
+  cmd->add_option("--accum", a->accum,
+                  fmt::format("FP8 GEMM accumulation model (default h100: what the H100 computes): {}", kAccumModelNames));
   cmd->add_option("--seeds", a->seeds, "Seeds 1..N per dataflow (initial weights and batch order)")->capture_default_str();
   auto* steps = cmd->add_option("--steps", a->steps, "Training steps (default: the preset's)");
   cmd->add_option("--corpus", a->corpus, "Text file of byte tokens (default: data/cmake-manuals.txt)");

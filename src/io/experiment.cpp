@@ -221,7 +221,7 @@ const std::vector<ParamSpec>& moe_specs() {
        fmt::format("\"all\", one of {}, or a non-empty list of distinct names", kDataflowNames), dataflow_list()},
       {"transpose", "paper_kernel", "one of paper_kernel, exact (fp8_flow's scaling-aware transposes)",
        one_of({"paper_kernel", "exact"})},
-      {"accum", "fp32_seq", fmt::format("one of {} (every FP8 GEMM)", kAccumModelNames),
+      {"accum", "h100", fmt::format("one of {} (every FP8 GEMM; h100: what the H100 computes)", kAccumModelNames),
        one_of(split_names(kAccumModelNames))},
   });
   return specs;
@@ -236,6 +236,8 @@ const std::vector<ParamSpec>& train_specs() {
        one_of(split_names(train::kTrainDataflowNames))},
       {"transpose", "paper_kernel", "one of paper_kernel, exact (fp8_flow's scaling-aware transposes)",
        one_of({"paper_kernel", "exact"})},
+      {"accum", "h100", fmt::format("one of {} (every FP8 GEMM; h100: what the H100 computes)", kAccumModelNames),
+       one_of(split_names(kAccumModelNames))},
       {"steps", 0, "an integer >= 0 (0: the preset's)", integer_in(0, 1 << 24)},
       {"layers", 0, "an integer >= 0 (0: the preset's)", integer_in(0, 64)},
       {"experts", 0, "an integer >= 0 (0: the preset's)", integer_in(0, 1 << 10)},
@@ -567,6 +569,7 @@ std::string run_label(const RunSpec& r) {
   if (r.kind == "train") {
     std::string s = p["dataflow"].get<std::string>();
     if (s == "fp8_flow") s += "(" + p["transpose"].get<std::string>() + ")";
+    if (p["accum"] != "h100") s += " accum=" + p["accum"].get<std::string>();
     return fmt::format("{} seed={}", s, p["seed"].get<long long>());
   }
   if (r.kind == "moe_dataflows") {
@@ -577,7 +580,7 @@ std::string run_label(const RunSpec& r) {
     const auto& d = p["dataflow"];
     s += d.size() == 1 ? " " + d[0].get<std::string>() : fmt::format(" {} dataflows", d.size());
     if (p["transpose"] != "paper_kernel") s += " transpose=" + p["transpose"].get<std::string>();
-    if (p["accum"] != "fp32_seq") s += " accum=" + p["accum"].get<std::string>();
+    if (p["accum"] != "h100") s += " accum=" + p["accum"].get<std::string>();
     return s + fmt::format(" seed={}", p["seed"].get<long long>());
   }
   return r.kind;

@@ -183,7 +183,7 @@ void moe_run(const RunSpec& spec, int threads, RunRecord& rec) {
   const bool keep = p["save_tensors"].get<bool>();
   ExecOptions o;
   o.threads = threads;
-  o.accum = parse_accum_model(p["accum"].get<std::string>());
+  o.gemm_config = GemmConfig{parse_accum_model(p["accum"].get<std::string>()), {}};
   o.transpose = parse_transpose_method(p["transpose"].get<std::string>());
   const auto golden = moe_golden(shape, seed, threads);
 
@@ -399,6 +399,7 @@ train::TrainConfig train_config(const RunSpec& spec, int threads) {
   train::TrainConfig c = train::preset_config(p.at("preset").get<std::string>());
   c.dataflow = p.at("dataflow").get<std::string>();
   c.transpose = parse_transpose_method(p.at("transpose").get<std::string>());
+  c.gemm_config = GemmConfig{parse_accum_model(p.at("accum").get<std::string>()), {}};
   c.seed = p.at("seed").get<std::uint64_t>();
   c.steps = p.at("steps").get<int>();
   c.layers = p.at("layers").get<std::size_t>();

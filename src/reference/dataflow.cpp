@@ -141,6 +141,23 @@ CastCounts count_casts(const Dataflow& df, bool include_prologue) {
   return c;
 }
 
+std::vector<std::string> fp8_gemm_configs(const Dataflow& df) {
+  std::map<std::string, Precision, std::less<>> prec;  // the inputs x, wr, w1, w2, dy are not fp8
+  std::vector<std::string> out;
+  for (const Step& s : df.steps) {
+    if (s.op == Op::gemm && s.in.size() == 2) {
+      auto is_fp8 = [&](const std::string& operand) {
+        const auto it = prec.find(operand_name(operand).name);
+        return it != prec.end() && it->second == Precision::fp8;
+      };
+      const std::string c = to_string(s.gemm_config);
+      if (is_fp8(s.in[0]) && is_fp8(s.in[1]) && std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
+    }
+    for (const auto& o : s.out) prec[o] = s.prec;
+  }
+  return out;
+}
+
 int count_steps(const Dataflow& df, Op op, std::string_view tensor) {
   int n = 0;
   for (const Step& s : df.steps) {
@@ -238,7 +255,7 @@ Env make_env(const MoeShape& s, const MoeInputs* in) {
 
 Dataflow with_overrides(Dataflow df, const ExecOptions& o) {
   for (Step& s : df.steps) {
-    if (o.accum && s.op == Op::gemm) s.accum = *o.accum;
+    if (o.gemm_config && s.op == Op::gemm) s.gemm_config = *o.gemm_config;
     if (o.transpose && s.op == Op::transpose && s.method != TransposeMethod::naive) s.method = *o.transpose;
   }
   return df;
@@ -679,7 +696,7 @@ struct Exec {
           if (ga[g] && gb[g] && m && out.cols) {
             fp8_operand(A, ta, ra, ga[g], ta0, nta, an, oa);
             fp8_operand(B, tb, rb, gb[g], tb0, ntb, bn, ob);
-            const std::vector<float> r = gemm(oa.op, ob.op, s.accum, o.accum_params, o.threads);
+            const std::vector<float> r = gemm(oa.op, ob.op, s.gemm_config, o.threads);
             part.assign(r.begin(), r.end());
           }
         } else {
@@ -805,7 +822,7 @@ Dataflow parse_dataflow_toml(std::string_view text, const std::string& path) {
     field("prec", [&](const std::string& v) { s.prec = parse_precision(v); });
     field("recipe", [&](const std::string& v) { s.recipe = parse_recipe(v); });
     field("method", [&](const std::string& v) { s.method = parse_transpose_method(v); });
-    field("accum", [&](const std::string& v) { s.accum = parse_accum_model(v); });
+    field("accum", [&](const std::string& v) { s.gemm_config.accum = parse_accum_model(v); });
     if (const toml::node* e = st->get("eps")) {
       auto v = e->value<double>();
       if (!v || !std::isfinite(*v) || *v < 0) throw InputError(where("eps") + ": expected a finite number >= 0");
@@ -852,7 +869,7 @@ std::string to_toml(const Dataflow& df) {
     if (s.recipe) os << fmt::format("recipe = {}\n", q(s.recipe->name()));
     if (s.eps != 0.0f) os << fmt::format("eps = {}\n", s.eps);
     if (s.op == Op::transpose) os << fmt::format("method = \"{}\"\n", to_string(s.method));
-    if (s.op == Op::gemm) os << fmt::format("accum = \"{}\"\n", to_string(s.accum));
+    if (s.op == Op::gemm) os << fmt::format("accum = \"{}\"\n", to_string(s.gemm_config.accum));
   }
   return os.str();
 }

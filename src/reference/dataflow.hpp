@@ -40,7 +40,7 @@ enum class Op {
   router,             // x, wr -> logits, probs (top-k from the shared routing; math in fp32 unless fp64)
   permute_pad,        // [T, C] -> [rows, C] per expert, padded (fp8: bytes and scales copied, pad scale 0)
   gather_probs,       // probs [T, K] -> per-row [rows, 1]
-  gemm,               // a, b -> out = a . b^T per expert group; fp8 x fp8 via the emulator (`accum`)
+  gemm,               // a, b -> out = a . b^T per expert group; fp8 x fp8 via the emulator (`gemm_config`)
   swiglu_fwd,         // h, prow -> act (weighted); `recipe` set: fused quant to fp8
   swiglu_bwd,         // dact, h, prow -> dh, dprow; `recipe` set: fused quant of dh
   unpermute_combine,  // [rows, C] -> [T, C]: fp32 (or fp64) sum of the top-k copies, rounded to `prec`
@@ -68,7 +68,7 @@ struct Step {
   std::optional<QuantRecipe> recipe = {};    // quantize; fused quant of swiglu_fwd / swiglu_bwd
   float eps = 0.0f;                          // te_* amax floor of `recipe`
   TransposeMethod method = TransposeMethod::exact;
-  AccumModel accum = AccumModel::fp32_seq;   // fp8 gemm
+  GemmConfig gemm_config = {};               // fp8 gemm: accumulation model (default h100); TOML key `accum`
 };
 
 struct Dataflow {
@@ -99,6 +99,9 @@ struct CastCounts {
 // Forward + backward (phases fwd and bwd); weight and input preparation are listed apart.
 CastCounts count_casts(const Dataflow& df, bool include_prologue = false);
 int count_steps(const Dataflow& df, Op op, std::string_view tensor = {});
+// The distinct GEMM configs (to_string(GemmConfig)) of the graph's FP8 x FP8 GEMMs, in step order: what a
+// result records as its GEMM model. Empty for a dataflow without FP8 GEMMs.
+std::vector<std::string> fp8_gemm_configs(const Dataflow& df);
 
 // Structural checks: every input defined before use, gemm operands exist, recipes valid for their op.
 // Throws InputError naming the dataflow, the step index and the problem.
@@ -123,8 +126,7 @@ using Env = std::map<std::string, Tensor, std::less<>>;
 
 struct ExecOptions {
   int threads = 0;
-  AccumParams accum_params;
-  std::optional<AccumModel> accum;               // overrides every fp8 gemm's model
+  std::optional<GemmConfig> gemm_config;         // overrides every fp8 gemm's config (`--accum`)
   std::optional<TransposeMethod> transpose;      // overrides every paper_kernel/exact transpose step
   long exact_step = -1;                          // replace this cast step by an exact one (attribution)
   bool shape_only = false;                       // track shapes and precisions only (traffic model)

@@ -33,8 +33,14 @@ struct Builder {
   void transpose(const std::string& in, const std::string& out) {
     add(Op::transpose, {in}, {out}, P::fp8).method = TransposeMethod::paper_kernel;
   }
+  // FP8 x FP8 GEMMs run on the H100 model (GemmConfig's default): the golden layer is what the H100 computes.
   void gemm(const std::string& a, const std::string& b, const std::string& out, P prec) {
-    add(Op::gemm, {a, b}, {out}, prec).accum = AccumModel::fp32_seq;
+    add(Op::gemm, {a, b}, {out}, prec).gemm_config = GemmConfig{};
+  }
+  // Expert weight gradients accumulate into an fp32 main gradient (Megatron's main_grad, TE's
+  // fuse_wgrad_accumulation): the wgrad GEMM's fp32 output is kept, never rounded to bf16.
+  void wgrad(const std::string& a, const std::string& b, const std::string& out, P prec) {
+    gemm(a, b, out, prec == P::fp64 ? P::fp64 : P::fp32);
   }
   // bf16 copies of the inputs (made by the previous layer) and of the weights.
   void bf16_prologue() {
@@ -53,7 +59,7 @@ struct Builder {
     add(scatter_probs, {"dprow"}, {"dprobs"}, prec == P::fp64 ? P::fp64 : P::fp32);
     add(router_bwd, {"dprobs", "logits"}, {"dlogits"}, prec == P::fp64 ? P::fp64 : P::fp32);
     gemm("dlogits", "wr^T", "dx_router", prec);
-    gemm("dlogits^T", "x^T", "dwr", prec);
+    gemm("dlogits^T", "x^T", "dwr", prec);  // the router's grad (torch autograd in Megatron: bf16, not main_grad)
     add(Op::add, {"dx_moe", "dx_router"}, {"dx"}, prec);
   }
 };
@@ -75,10 +81,10 @@ Dataflow plain(const char* name, const char* description, P prec) {
   b.phase = bwd;
   b.add(permute_pad, {"dy"}, {"dout"}, prec);
   b.gemm("dout", "w2^T", "dact", prec);
-  b.gemm("dout^T", "act^T", "dw2", prec);
+  b.wgrad("dout^T", "act^T", "dw2", prec);
   b.add(swiglu_bwd, {"dact", "h", "prow"}, {"dh", "dprow"}, prec);
   b.gemm("dh", "w1^T", "dxp", prec);
-  b.gemm("dh^T", "xp^T", "dw1", prec);
+  b.wgrad("dh^T", "xp^T", "dw1", prec);
   b.add(unpermute_combine, {"dxp"}, {"dx_moe"}, prec);
   b.router_backward(prec);
   return b.df;
@@ -116,12 +122,12 @@ Dataflow fp8_blockwise() {
   b.quantize("dout", "dout.q", kRow);
   b.quantize("dout", "dout.col", kCol);
   b.gemm("dout.q", "w2.q^T", "dact", P::bf16);
-  b.gemm("dout.col^T", "act.col^T", "dw2", P::bf16);
+  b.wgrad("dout.col^T", "act.col^T", "dw2", P::bf16);
   b.add(swiglu_bwd, {"dact", "h", "prow"}, {"dh", "dprow"}, P::bf16);
   b.quantize("dh", "dh.q", kRow);
   b.quantize("dh", "dh.col", kCol);
   b.gemm("dh.q", "w1.q^T", "dxp", P::bf16);
-  b.gemm("dh.col^T", "xp.col^T", "dw1", P::bf16);
+  b.wgrad("dh.col^T", "xp.col^T", "dw1", P::bf16);
   b.add(unpermute_combine, {"dxp"}, {"dx_moe"}, P::bf16);
   b.router_backward(P::bf16);
   return b.df;
@@ -170,11 +176,11 @@ Dataflow fp8_kept(bool double_quant) {
   b.add(permute_pad, {"dy.q"}, {"dout"}, P::fp8);
   const std::string dout = operands("dout");
   b.gemm(dout, "w2.q^T", "dact", P::bf16);
-  b.gemm("dout.col^T", "act.col^T", "dw2", P::bf16);
+  b.wgrad("dout.col^T", "act.col^T", "dw2", P::bf16);
   b.add(swiglu_bwd, {"dact", "h", "prow"}, {"dh", "dprow"}, P::fp8).recipe = kSwiglu;
   const std::string dh = operands("dh");
   b.gemm(dh, "w1.q^T", "dxp", P::bf16);
-  b.gemm("dh.col^T", "xp.col^T", "dw1", P::bf16);
+  b.wgrad("dh.col^T", "xp.col^T", "dw1", P::bf16);
   b.add(unpermute_combine, {"dxp"}, {"dx_moe"}, P::bf16);
   b.router_backward(P::bf16);
   return b.df;

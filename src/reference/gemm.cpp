@@ -1,6 +1,7 @@
 #include "reference/gemm.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <limits>
@@ -46,6 +47,34 @@ AccumParams accum_preset_params(AccumModel m, const AccumParams& p) {
   f.align_exponent_sum = true; // rand_*: aligning by ea + eb (not the normalised product) fixes the rest
   f.fast_accum = m == AccumModel::h100_fast;
   return f;
+}
+
+std::string to_string(const GemmConfig& c) {
+  const std::string name(to_string(c.accum));
+  if (c.accum == AccumModel::h100 || c.accum == AccumModel::h100_fast || c.accum == AccumModel::exact)
+    return name;  // these read no parameter
+  const AccumParams d;
+  const AccumParams& p = c.params;
+  std::vector<std::string> parts;
+  if (c.accum != AccumModel::fp32_seq && p.promote_interval != d.promote_interval)
+    parts.push_back(fmt::format("promote_interval={}", p.promote_interval));
+  if ((c.accum == AccumModel::promote || c.accum == AccumModel::hopper_fast) &&
+      p.acc_fraction_bits != d.acc_fraction_bits)
+    parts.push_back(fmt::format("acc_fraction_bits={}", p.acc_fraction_bits));
+  if (c.accum == AccumModel::hopper_fast) {
+    if (p.group != d.group) parts.push_back(fmt::format("group={}", p.group));
+    if (p.fast_accum != d.fast_accum) parts.push_back(fmt::format("fast_accum={}", p.fast_accum));
+    if (p.acc_in_alignment != d.acc_in_alignment) parts.push_back(fmt::format("acc_in_alignment={}", p.acc_in_alignment));
+    if (p.round_terms != d.round_terms) parts.push_back(fmt::format("round_terms={}", p.round_terms));
+    if (p.acc_round_nearest != d.acc_round_nearest)
+      parts.push_back(fmt::format("acc_round_nearest={}", p.acc_round_nearest));
+    if (p.truncate_result != d.truncate_result) parts.push_back(fmt::format("truncate_result={}", p.truncate_result));
+    if (p.align_exponent_sum != d.align_exponent_sum)
+      parts.push_back(fmt::format("align_exponent_sum={}", p.align_exponent_sum));
+  }
+  if (p.scale_order != d.scale_order) parts.push_back(fmt::format("scale_order={}", p.scale_order));
+  if (parts.empty()) return name;
+  return fmt::format("{}({})", name, fmt::join(parts, ", "));
 }
 
 namespace gemm_detail {

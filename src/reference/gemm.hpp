@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <compare>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -58,6 +59,18 @@ struct AccumParams {
 // The parameters a model runs with: the fitted values for the presets h100 / h100_fast, else p unchanged.
 AccumParams accum_preset_params(AccumModel m, const AccumParams& p);
 
+// How one FP8 GEMM is computed: everything the CPU model needs besides its operands. The dataflows carry one
+// per GEMM step, `fp8flow moe` / `train` / experiments set it with `--accum` / `accum`, and results record it
+// (to_string). Default: the H100 model (cuBLASLt, fast accumulation off), i.e. what the hardware computes.
+struct GemmConfig {
+  AccumModel accum = AccumModel::h100;
+  AccumParams params;  // ignored by the presets h100 / h100_fast, which use their fitted values
+  bool operator==(const GemmConfig&) const = default;
+};
+// "h100", "fp32_seq", or e.g. "hopper_fast(promote_interval=64, acc_fraction_bits=13, group=4)" when the
+// model reads parameters that differ from the defaults.
+std::string to_string(const GemmConfig& c);
+
 // One operand: codes [rows, k] row-major, and COMPACT scale_inv over tiles of `gran` (tensor: 1 value;
 // 1x128: [rows, ceil(k/128)]; 128x128: [ceil(rows/128), ceil(k/128)]).
 struct GemmOperand {
@@ -77,6 +90,9 @@ std::vector<float> gemm_golden(const GemmOperand& a, const GemmOperand& b, Accum
 // The fast path (blocked, vectorised, multi-threaded): bit-identical to gemm_golden.
 std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, AccumModel m, const AccumParams& p,
                         int threads = 0);
+inline std::vector<float> gemm(const GemmOperand& a, const GemmOperand& b, const GemmConfig& c, int threads = 0) {
+  return gemm(a, b, c.accum, c.params, threads);
+}
 
 // A-priori bound on |hardware output - exact| per output [M, N] (gemm_bounds.cpp, docs/gemm.md "Error
 // bound"): from K, the 128-element block maxima of each A and B row, the scales, the accumulator's fraction

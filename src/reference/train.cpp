@@ -308,6 +308,7 @@ MoeRunner::MoeRunner(const TrainConfig& c, std::size_t tokens)
     : dataflow_(training_order(with_overrides(builtin_dataflow(c.dataflow), [&] {
         ExecOptions o;
         o.transpose = c.transpose;
+        o.gemm_config = c.gemm_config;
         return o;
       }()), split_)),
       threads_(c.threads) {

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "quant/transpose.hpp"
+#include "reference/gemm.hpp"
 
 namespace fp8flow::train {
 
@@ -46,6 +47,7 @@ struct TrainConfig {
   // What runs.
   std::string dataflow = "bf16";       // fp64, bf16, fp8_blockwise, fp8_double_quant, fp8_flow
   TransposeMethod transpose = TransposeMethod::paper_kernel;  // fp8_flow's scaling-aware transposes
+  GemmConfig gemm_config;              // every FP8 GEMM of the MoE layer (default: the H100 model)
   std::uint64_t seed = 1;              // initial weights and the batch order
   int sample_every = 50;               // golden comparisons, cast and router statistics at these steps
                                        // (and the last step); 0: never
