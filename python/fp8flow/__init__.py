@@ -125,7 +125,7 @@ def quantize(x: ArrayLike, recipe: Optional[str] = None, *, format: str = "e4m3"
 
     ``recipe``: a recipe name such as ``"quant_1x128_e4m3_te_pow2"``, or ``format`` + ``granularity``
     (tensor, row, col, 1x128, 128x1, 128x128, 1x32, RxC) + ``scale`` (te_fp32, te_pow2, deepgemm,
-    deepgemm_ue8m0, paper_swiglu, mx_floor, mx_ceil). ``groups``: expert group sizes along rows (tiles restart
+    deepgemm_ue8m0, paper_swiglu, mx_floor, mx_ceil, deepgemm_cpu, deepgemm_ue8m0_cpu). ``groups``: expert group sizes along rows (tiles restart
     per group). ``eps``: te_* amax floor. ``overflow``: the element cast's policy (default: the rule's
     source). ``scale_format``: fp32 or ue8m0 (uint8 scale codes). ``input_dtype``: f32, bf16 or f16 -- which
     dtype the kernel read (te_fp32 clamps an infinite scale to that dtype's max); taken from x when it is a
@@ -246,7 +246,8 @@ def run_dataflow(dataflow: str, x: ArrayLike, wr: ArrayLike, w1: ArrayLike, w2: 
     the given tensors: ``dataflow`` fp64, bf16, fp8_blockwise, fp8_double_quant, fp8_flow or a TOML file;
     x [tokens, hidden], wr [experts, hidden], w1 [experts, 2*ffn, hidden], w2 [experts, hidden, ffn],
     dy [tokens, hidden] (float64-able); the routing comes from the fp64 scores. ``transpose`` and ``accum``
-    override every transpose step's method and every FP8 GEMM's accumulation model.
+    override every transpose step's method and every FP8 GEMM's accumulation model (default: the graph's,
+    h100 in the built-in dataflows).
     Returns {tensor name: {"prec", "groups", "values" (float64 [rows, cols], FP8 tensors dequantized),
     "quantized" (a (codes, scale_inv, meta) tuple, FP8 tensors only)}}."""
     arrs = [np.ascontiguousarray(as_float_array(a, n), dtype=np.float64) for a, n in

@@ -531,7 +531,7 @@ NB_MODULE(_core, m) {
     in.dy.assign(dy.data(), dy.data() + dy.size());
     ExecOptions o;
     o.threads = g_threads;
-    if (accum) o.accum = parse_accum_model(*accum);
+    if (accum) o.gemm_config = GemmConfig{parse_accum_model(*accum), {}};
     if (transpose) o.transpose = parse_transpose_method(*transpose);
     Dataflow df = dataflow.ends_with(".toml") ? load_dataflow_toml(dataflow) : builtin_dataflow(dataflow);
     df = with_overrides(std::move(df), o);
