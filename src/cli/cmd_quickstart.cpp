@@ -6,6 +6,7 @@
 //     run into results/quickstart.h5 exactly as `fp8flow run ... --resume` would, then a compact summary
 //     of each study read back from that file.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
@@ -277,8 +278,14 @@ void print_summary(const io::Experiment& exp, const std::filesystem::path& resul
   }
   if (!moe.empty()) {
     const std::vector<std::string> outs{"y", "dx", "dwr", "dw1", "dw2"};
+    std::vector<std::string> models;  // the FP8 GEMM model of the runs (provenance)
+    for (const auto& r : moe)
+      if (auto m = r.params.value("accum", std::string("?")); std::find(models.begin(), models.end(), m) == models.end())
+        models.push_back(m);
     fmt::print("\nMoE layer, five dataflows (PAPER.md 2) vs the fp64 golden layer: SQNR dB of the outputs and "
-               "gradients; explicit Q/DQ casts per forward+backward (paper: 12 conventional, 2 FP8-Flow)\n");
+               "gradients; explicit Q/DQ casts per forward+backward (paper: 12 conventional, 2 FP8-Flow); FP8 GEMMs: "
+               "accum {}\n",
+               fmt::join(models, ", "));
     fmt::print("  {:<17}", "dataflow");
     for (const auto& o : outs) fmt::print(" {:>8}", o);
     fmt::print(" {:>8}  {}\n", "Q/DQ", "run");
