@@ -246,7 +246,8 @@ void add_train_command(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("--transpose", a->transpose, "fp8_flow's scaling-aware transposes: both, paper_kernel, exact")
       ->capture_default_str();
   cmd->add_option("--accum", a->accum,
-                  fmt::format("FP8 GEMM accumulation model (default h100: what the H100 computes): {}", kAccumModelNames));
+                  fmt::format("FP8 GEMM accumulation model (default h100: what the H100 computes): {}", kAccumModelNames))
+      ->check(choice(parse_accum_model));
   cmd->add_option("--seeds", a->seeds, "Seeds 1..N per dataflow (initial weights and batch order)")->capture_default_str();
   auto* steps = cmd->add_option("--steps", a->steps, "Training steps (default: the preset's)");
   cmd->add_option("--corpus", a->corpus, "Text file of byte tokens (default: data/cmake-manuals.txt)");
