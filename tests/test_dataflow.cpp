@@ -164,7 +164,7 @@ float bf16_rne(float f) {  // finite values only
 }
 }  // namespace
 
-TEST_CASE("dataflow FP8 GEMMs default to the H100 model; --accum overrides every one", "[dataflow][accum]") {
+TEST_CASE("dataflow FP8 GEMMs default to the H100 model, --accum overrides every one", "[dataflow][accum]") {
   CHECK(fp8_gemm_configs(builtin_dataflow("fp8_flow")) == std::vector<std::string>{"h100"});
   CHECK(fp8_gemm_configs(builtin_dataflow("fp8_blockwise")) == std::vector<std::string>{"h100"});
   CHECK(fp8_gemm_configs(builtin_dataflow("bf16")).empty());
@@ -207,7 +207,7 @@ TEST_CASE("dataflow FP8 GEMMs default to the H100 model; --accum overrides every
   CHECK(compared == env.at("h").v.size());
 }
 
-TEST_CASE("dataflow weight gradients stay fp32 (main_grad); only their final bf16 rounding went", "[dataflow][accum]") {
+TEST_CASE("dataflow weight gradients stay fp32 (main_grad), only their final bf16 rounding went", "[dataflow][accum]") {
   const Setup st = setup();
   for (const char* name : {"bf16", "fp8_blockwise", "fp8_flow"}) {
     INFO(name);

@@ -134,7 +134,7 @@ TEST_CASE("deepgemm rules follow per_token_cast_to_fp8", "[quant][rules][deepgem
   }
 }
 
-TEST_CASE("deepgemm on the GPU multiplies by RN32(1/448); deepgemm_cpu divides (torch CUDA vs CPU)",
+TEST_CASE("deepgemm on the GPU multiplies by RN32(1/448), deepgemm_cpu divides (torch CUDA vs CPU)",
           "[quant][rules][deepgemm]") {
   // amax 3: 3 / 448 rounds to 0x3BDB6DB7, 3 * RN32(1/448) to 0x3BDB6DB8 (numpy float32, independently).
   CHECK(fbits(scale_of(ScaleRule::deepgemm_cpu, {3.0f}).scale_inv) == 0x3BDB6DB7u);

@@ -291,7 +291,7 @@ TEST_CASE("train_summary: variants paired with bf16 by seed", "[train][stats]") 
   CHECK(s[1].vs_bf16->mean == Approx(0.0015));
 }
 
-TEST_CASE("train: the FP8 GEMM model reaches the layer (default h100; accum overrides it)", "[train][accum]") {
+TEST_CASE("train: the FP8 GEMM model reaches the layer (default h100, accum overrides it)", "[train][accum]") {
   TrainConfig c = preset_config("quickstart");
   c.dataflow = "fp8_flow";
   c.steps = 1;
