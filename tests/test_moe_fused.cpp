@@ -152,6 +152,15 @@ TEST_CASE("fused SwiGLU twins: dprob follows the lane order (a change of order c
   CHECK(seq == 1.0f);
 }
 
+TEST_CASE("fused SwiGLU twins: a NaN prob gradient is the canonical 0x7FFFFFFF", "[moe_fused]") {
+  const std::size_t F = 128;
+  std::vector<std::uint16_t> h(2 * F, bf16_of(1.0)), g(F, bf16_of(1.0));
+  h[5] = 0xFFC1;  // a negative NaN with a payload: x86 would propagate it
+  std::vector<float> dprob;
+  (void)swiglu_bwd_values(g, h, std::vector<float>{1.0f}, 1, F, dprob);
+  CHECK(std::bit_cast<std::uint32_t>(dprob[0]) == 0x7FFFFFFFu);
+}
+
 TEST_CASE("permute+pad and unpermute+unpad twins against the fp64 primitives", "[moe_fused]") {
   MoeShape s = preset_shape("tiny");
   s.tokens = 53;

@@ -130,7 +130,10 @@ FP8FLOW_HD inline SwigluGrad swiglu_bwd(float a, float b, float g, float w) {
 
 // The kernels' lane layout, which fixes the order of the prob-gradient sum (moe_fused.hpp): one warp per
 // row, lane l holds columns 256c + 8l + i (i < 8) of chunk c; each lane sums its terms in (c, i) order from
-// +0, then the 32 lanes are combined by the xor butterfly v[l] += v[l ^ o] for o = 16, 8, 4, 2, 1.
+// +0, then the 32 lanes are combined by the xor butterfly v[l] += v[l ^ o] for o = 16, 8, 4, 2, 1. A NaN
+// sum is stored as the canonical 0x7FFFFFFF (canonical_nan): the x86 host propagates an operand's NaN
+// payload and sign, the GPU's arithmetic returns the canonical NaN.
 inline constexpr int kSwigluLanes = 32, kSwigluVec = 8;
+FP8FLOW_HD inline float canonical_nan(float v) { return v != v ? from_bits(0x7FFFFFFFu) : v; }
 
 }  // namespace fp8flow::moe32

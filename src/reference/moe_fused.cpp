@@ -78,7 +78,7 @@ std::vector<float> swiglu_bwd_values(std::span<const std::uint16_t> dact, std::s
       for (std::size_t l = 0; l < L; ++l) next[l] = moe32::add(lane[l], lane[l ^ o]);
       std::copy_n(next, L, lane);
     }
-    dprob[r] = lane[0];
+    dprob[r] = moe32::canonical_nan(lane[0]);
   }
   return dh;
 }

@@ -30,7 +30,7 @@ QuantizedTensor swiglu_quant_fwd(std::span<const std::uint16_t> h, std::span<con
 // Backward: dact [rows, F] bf16 (the FC2 dgrad), h and prob as above. dh [rows, 2F] = [dgate | dup] quantized
 // 1x128 paper_swiglu (F % 128 == 0: every block lies in one half, so the halves are scaled separately);
 // dprob [rows] fp32 = sum over the row of (silu * b) * g in the kernels' fixed order (moe_fp32.hpp,
-// kSwigluLanes): deterministic, unlike the paper's fp32 atomics.
+// kSwigluLanes; a NaN sum stored as 0x7FFFFFFF): deterministic, unlike the paper's fp32 atomics.
 struct SwigluQuantGrad {
   QuantizedTensor dh;
   std::vector<float> dprob;
