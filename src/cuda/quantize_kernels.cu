@@ -19,6 +19,7 @@
 #include "cuda/column_store.cuh"
 #include "cuda/launch_pdl.cuh"
 #include "cuda/quantize_kernels.hpp"
+#include "cuda/swiglu_scale.cuh"
 #include "formats/convert.hpp"
 #include "quant/pow2_scale.hpp"
 
@@ -51,20 +52,12 @@ __device__ __forceinline__ ScalePair te_scale(float amax, float eps, bool pow2, 
 }
 
 constexpr std::uint32_t kRuleTeFp32 = 0, kRuleTePow2 = 1, kRuleSwiglu = 2;
-constexpr float kSwigluAmaxFloor = 1e-10f;  // tl.maximum(amax, 1e-10) (src/quant/scale_rules.cpp)
-
 // The scale of a block from its amax (the fmaxf fold of |x| from 0, NaN ignored), any of the three rules
 // (QuantRule's values); te_* floor amax at eps.
 __device__ __forceinline__ ScalePair rule_scale(float amax, std::uint32_t rule, float eps, bool bf16_input) {
   if (rule == kRuleSwiglu) {
-    // si = 2^ceil(log2(RN32(amax / 448))); y / si == y * 2^-E exactly: both are RN32 of the same real
-    // value because 1/si is a power of two that fp32 represents (E(si) in [-42, 120]); si = Inf (Inf in
-    // the block) gives factor 0: finite -> +-0 as y / Inf, Inf -> NaN as Inf / Inf.
-    const float t = __fdiv_rn(fmaxf(amax, kSwigluAmaxFloor), kFmax);
-    const std::uint32_t b = __float_as_uint(t);
-    const std::uint32_t e = ((b >> 23) & 0xFFu) + ((b & 0x7FFFFFu) != 0u ? 1u : 0u);
-    const float rcp = e >= 255u ? 0.0f : e == 254u ? __uint_as_float(0x00400000u) : __uint_as_float((254u - e) << 23);
-    return {rcp, __uint_as_float(e << 23)};
+    const float2 fs = paper_swiglu_scale(amax);  // swiglu_scale.cuh
+    return {fs.x, fs.y};
   }
   return te_scale(amax, eps, rule == kRuleTePow2, bf16_input);
 }

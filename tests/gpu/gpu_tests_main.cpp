@@ -24,7 +24,8 @@ int main(int argc, char** argv) {
   if (argc != 2) {
     fmt::print(stderr, "usage: fp8flow-gpu-tests formats_encode_exhaustive|formats_decode|quantize_bitexact|"
                "transpose_bitexact|dequantize_bitexact|gemm_cublaslt|gemm_algo_auto|quantize_v2_bitexact|"
-               "quantize_v2_bitexact_small|quantize_swiglu_edges|pdl_chain|ep_dispatch_1gpu|ep_dispatch_2gpu\n");
+               "quantize_v2_bitexact_small|quantize_swiglu_edges|pdl_chain|ep_dispatch_1gpu|ep_dispatch_2gpu|"
+               "moe_fused_bitexact|moe_fused_bitexact_small\n");
     return 2;
   }
   if (device_count() == 0) {
@@ -46,6 +47,8 @@ int main(int argc, char** argv) {
   if (t == "gemm_algo_auto") return fp8flow::gpu_tests::gemm_algo_auto();
   if (t == "ep_dispatch_1gpu") return fp8flow::gpu_tests::ep_dispatch(1);
   if (t == "ep_dispatch_2gpu") return fp8flow::gpu_tests::ep_dispatch(2);
+  if (t == "moe_fused_bitexact") return fp8flow::gpu_tests::moe_fused_bitexact(false);
+  if (t == "moe_fused_bitexact_small") return fp8flow::gpu_tests::moe_fused_bitexact(true);
   fmt::print(stderr, "unknown test '{}'\n", t);
   return 2;
 }
