@@ -210,55 +210,8 @@ TEST_CASE("train: the HDF5 record has the schema's tables, columns and final_los
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("relative_loss_error: constructed pairs with known mean and Student t interval", "[train][stats]") {
-  // The Student t quantile has closed forms for 1, 2 and 4 degrees of freedom (oracle independent of
-  // Boost): nu = 1: tan(pi (p - 1/2)); nu = 2: (2p - 1) / sqrt(2 p (1 - p)); nu = 4: 2 sqrt(q - 1) with
-  // a = 4p(1 - p), q = cos(acos(sqrt a) / 3) / sqrt a. p = 0.975: 12.706, 4.303, 2.776 (the tables' values).
-  const double p = 0.975, a = 4 * p * (1 - p), q = std::cos(std::acos(std::sqrt(a)) / 3) / std::sqrt(a);
-  const double t1 = std::tan(M_PI * (p - 0.5)), t2 = (2 * p - 1) / std::sqrt(2 * p * (1 - p)), t4 = 2 * std::sqrt(q - 1);
-  CHECK(t2 == Approx(4.3027).epsilon(1e-4));
-  CHECK(student_t_quantile(0.95, 1) == Approx(t1).epsilon(1e-12));
-  CHECK(student_t_quantile(0.95, 2) == Approx(t2).epsilon(1e-12));
-  CHECK(student_t_quantile(0.95, 4) == Approx(t4).epsilon(1e-12));
-  SECTION("relative errors 0.1%, 0.2%, 0.3%: mean 0.2% passes, the interval does not fit") {
-    const std::vector<double> base{2.0, 4.0, 1.0}, loss{2.002, 4.008, 1.003};
-    const RelLossError r = relative_loss_error(loss, base);
-    CHECK(r.n == 3);
-    CHECK(r.mean == Approx(0.002).epsilon(1e-9));
-    CHECK(r.sd == Approx(0.001).epsilon(1e-6));
-    const double half = t2 * 0.001 / std::sqrt(3.0);
-    CHECK(r.half_width == Approx(half).epsilon(1e-6));
-    CHECK(r.ci_low == Approx(0.002 - half).epsilon(1e-6));
-    CHECK(r.ci_high == Approx(0.002 + half).epsilon(1e-6));
-    CHECK(r.pass);
-    CHECK_FALSE(r.ci_within);
-  }
-  SECTION("equal relative errors: zero width") {
-    const RelLossError r = relative_loss_error(std::vector<double>{1.001, 2.002}, std::vector<double>{1.0, 2.0});
-    CHECK(r.mean == Approx(0.001).epsilon(1e-9));
-    CHECK(r.half_width == Approx(0.0).margin(1e-12));
-    CHECK(r.pass);
-    CHECK(r.ci_within);
-  }
-  SECTION("a loss 0.3% above the baseline fails; a diverged run (NaN) fails") {
-    CHECK_FALSE(relative_loss_error(std::vector<double>{3.009}, std::vector<double>{3.0}).pass);
-    const RelLossError nan = relative_loss_error(std::vector<double>{std::nan(""), 1.0}, std::vector<double>{1.0, 1.0});
-    CHECK_FALSE(nan.pass);
-    CHECK_FALSE(nan.ci_within);
-  }
-  SECTION("one pair: no interval") {
-    const RelLossError r = relative_loss_error(std::vector<double>{0.999}, std::vector<double>{1.0});
-    CHECK(r.mean == Approx(-0.001));
-    CHECK(std::isnan(r.half_width));
-    CHECK(r.pass);
-    CHECK_FALSE(r.ci_within);
-  }
-  SECTION("bad input") {
-    CHECK_THROWS_AS(relative_loss_error(std::vector<double>{1.0}, std::vector<double>{1.0, 2.0}), InputError);
-    CHECK_THROWS_AS(relative_loss_error(std::vector<double>{}, std::vector<double>{}), InputError);
-    CHECK_THROWS_AS(relative_loss_error(std::vector<double>{1.0}, std::vector<double>{0.0}), InputError);
-  }
-  SECTION("the final loss is the mean over the last 10% of steps") {
+TEST_CASE("tail_mean_loss: the final loss is the mean over the last 10% of steps", "[train][stats]") {
+  {
     std::vector<double> l(20);
     for (std::size_t i = 0; i < l.size(); ++i) l[i] = double(i);
     CHECK(tail_mean_loss(l) == 18.5);
@@ -284,11 +237,13 @@ TEST_CASE("train_summary: variants paired with bf16 by seed", "[train][stats]") 
   const auto s = io::summarize_train_runs(runs);
   REQUIRE(s.size() == 2);
   CHECK(s[0].variant == "bf16");
-  CHECK_FALSE(s[0].vs_bf16);
+  CHECK(s[0].reference == "fp64");
+  CHECK_FALSE(s[0].rel);  // no fp64 runs
   CHECK(s[1].variant == "fp8_flow(exact)");
-  REQUIRE(s[1].vs_bf16);
-  CHECK(s[1].vs_bf16->n == 2);
-  CHECK(s[1].vs_bf16->mean == Approx(0.0015));
+  CHECK(s[1].reference == "bf16");
+  REQUIRE(s[1].rel);
+  CHECK(s[1].rel->n == 2);
+  CHECK(s[1].rel->mean == Approx(0.0015));
 }
 
 TEST_CASE("train: the FP8 GEMM model reaches the layer (default h100, accum overrides it)", "[train][accum]") {

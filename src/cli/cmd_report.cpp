@@ -1,10 +1,13 @@
-// fp8flow report RESULTS.h5 [-o report.html] [--json]: the convergence-risk report (issue 9).
+// fp8flow report RESULTS.h5 [-o report.html] [--json] [--fail-on warn|inconclusive|fail]: the
+// convergence-risk report (issue 9); --fail-on (issue 23) makes the exit status 3 when any dataflow's verdict
+// is at that level or worse (order: pass < warn < inconclusive < fail), so that CI can gate on it.
 //
 // The rules (src/report/risk.cpp, docs/risk.md) run here in C++, so `--json` needs nothing else. The HTML
 // page is drawn by src/report/render_report.py with matplotlib from the project's venv: this command hands
 // it one JSON file with the assessment and every run's tables, and renames the page it writes into place
 // (io/write_atomically), so a failed render never leaves a half-written report.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -77,7 +80,7 @@ void run_process(const std::vector<std::string>& argv) {
 
 // Writes the HTML report of `results` to `out` and (unless quiet) prints the verdict of each dataflow. Used by
 // `fp8flow report` and `fp8flow quickstart` (declared in commands.hpp).
-void write_report(const std::string& results, const std::string& out, bool quiet) {
+report::Assessment write_report(const std::string& results, const std::string& out, bool quiet) {
   std::vector<io::RunRecord> runs;
   const report::Assessment a = report::assess_file(results, &runs);
   const fs::path python = report_python();
@@ -120,11 +123,27 @@ void write_report(const std::string& results, const std::string& out, bool quiet
   });
   if (!quiet)
     for (const auto& df : a.dataflows) fmt::print("  verdict {:<24} {}\n", df, report::to_string(a.verdicts.at(df)));
+  return a;
 }
+
+namespace {
+// --fail-on: exit 3 (after writing everything) when a verdict is at `level` or worse.
+void gate(const report::Assessment& a, const std::string& level) {
+  if (level.empty()) return;
+  const report::Status bar = report::parse_status(level);
+  std::vector<std::string> hit;
+  for (const auto& [df, s] : a.verdicts)
+    if (s >= bar) hit.push_back(fmt::format("{} {}", df, report::to_string(s)));
+  if (hit.empty()) return;
+  fmt::print(stderr, "fp8flow report: --fail-on {}: {}\n", level, fmt::join(hit, ", "));
+  std::fflush(stdout);
+  std::exit(kExitVerdict);
+}
+}  // namespace
 
 void add_report_command(CLI::App& app, const GlobalOptions& g) {
   struct Args {
-    std::string results, out;
+    std::string results, out, fail_on;
     bool json = false;
   };
   auto a = std::make_shared<Args>();
@@ -135,6 +154,11 @@ void add_report_command(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("results", a->results, "HDF5 results store (fp8flow run / train / quickstart)")->required();
   cmd->add_option("-o,--out", a->out, "HTML file to write (default: RESULTS with .html; with --json: none)");
   cmd->add_flag("--json", a->json, "Print the verdicts and every rule's result as JSON on stdout (no Python needed)");
+  cmd->add_option("--fail-on", a->fail_on,
+                  fmt::format("Exit with status {} when any dataflow's verdict is this or worse (pass < warn < "
+                              "inconclusive < fail); the report is written first",
+                              kExitVerdict))
+      ->check(CLI::IsMember({"warn", "inconclusive", "fail"}));
   cmd->callback([a, &g] {
     {  // damaged run groups are skipped by the reader: say so
       const io::ResultsFile f(a->results);
@@ -148,11 +172,13 @@ void add_report_command(CLI::App& app, const GlobalOptions& g) {
       const report::Assessment as = report::assess_file(a->results);
       fmt::print("{}\n", report::to_json(as).dump(2));
       if (!a->out.empty()) write_report(a->results, a->out, true);
+      gate(as, a->fail_on);
       return;
     }
     const std::string out = a->out.empty() ? fs::path(a->results).replace_extension(".html").string() : a->out;
-    write_report(a->results, out, g.quiet);
+    const report::Assessment as = write_report(a->results, out, g.quiet);
     fmt::print("wrote {}\n", out);
+    gate(as, a->fail_on);
   });
 }
 

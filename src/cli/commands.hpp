@@ -3,6 +3,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "report/risk.hpp"
+
 namespace fp8flow::cli {
 
 // Options every command can read (set on the top-level app).
@@ -32,7 +34,10 @@ void add_experiment_commands(CLI::App& app, const GlobalOptions& g);
 void run_experiment_file(const std::string& experiment, const std::string& out, bool resume, const GlobalOptions& g);
 void add_report_command(CLI::App& app, const GlobalOptions& g);  // report (cmd_report.cpp)
 void add_fsck_command(CLI::App& app, const GlobalOptions& g);    // fsck (cmd_run.cpp)
-// The HTML convergence-risk report of `results` into `out` (for `fp8flow quickstart`); prints verdicts unless quiet.
-void write_report(const std::string& results, const std::string& out, bool quiet);
+// The HTML convergence-risk report of `results` into `out` (for `fp8flow quickstart`); prints verdicts unless
+// quiet and returns the assessment.
+report::Assessment write_report(const std::string& results, const std::string& out, bool quiet);
+// `fp8flow report --fail-on LEVEL`: the exit status when a verdict is at LEVEL or worse (1: bad input, 2: usage).
+inline constexpr int kExitVerdict = 3;
 
 }  // namespace fp8flow::cli

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <vector>
 
 namespace fp8flow::io {
 
@@ -50,7 +51,6 @@ std::vector<TrainVariantSummary> summarize_train_runs(const std::vector<RunRecor
     for (const auto& [v, _] : variants) names.push_back(v);
     std::stable_sort(names.begin(), names.end(),
                      [](const std::string& a, const std::string& b) { return variant_rank(a) < variant_rank(b); });
-    const auto base = variants.find("bf16");
     for (const auto& v : names) {
       TrainVariantSummary s;
       s.group = group;
@@ -60,14 +60,17 @@ std::vector<TrainVariantSummary> summarize_train_runs(const std::vector<RunRecor
         s.final_loss.push_back(lh.first);
         s.hashes.push_back(lh.second);
       }
-      if (v != "bf16" && base != variants.end()) {
+      s.reference = v == "fp64" ? "" : v == "bf16" ? "fp64" : "bf16";
+      const auto base = s.reference.empty() ? variants.end() : variants.find(s.reference);
+      if (base != variants.end()) {
         std::vector<double> loss, ref;
         for (const auto& [seed, lh] : variants.at(v))
-          if (auto it = base->second.find(seed); it != base->second.end() && it->second.first > 0) {
+          if (auto it = base->second.find(seed);
+              it != base->second.end() && it->second.first > 0 && std::isfinite(it->second.first)) {
             loss.push_back(lh.first);
             ref.push_back(it->second.first);
           }
-        if (!loss.empty()) s.vs_bf16 = train::relative_loss_error(loss, ref);
+        if (!loss.empty()) s.rel = report::paired_relative_error(loss, ref);
       }
       out.push_back(std::move(s));
     }
@@ -80,14 +83,21 @@ json to_json(const TrainVariantSummary& s) {
   json losses = json::array();
   for (double v : s.final_loss) losses.push_back(num(v));
   json j = {{"group", s.group}, {"variant", s.variant}, {"seeds", s.seeds}, {"final_loss", losses}, {"runs", s.hashes}};
-  if (s.vs_bf16) {
-    const auto& r = *s.vs_bf16;
-    j["rel_loss_error_vs_bf16"] = {{"n", r.n},           {"mean", num(r.mean)},       {"sd", num(r.sd)},
-                                   {"ci95_low", num(r.ci_low)}, {"ci95_high", num(r.ci_high)},
-                                   {"criterion", train::kPaperRelLossCriterion},      {"pass", r.pass},
-                                   {"ci_within", r.ci_within}};
+  j["reference"] = s.reference.empty() ? json() : json(s.reference);
+  if (s.rel) {
+    const auto& r = *s.rel;
+    j["rel_loss_error"] = {{"reference", s.reference},
+                           {"n", r.n},
+                           {"mean", num(r.mean)},
+                           {"sd", num(r.sd)},
+                           {"ci_low", num(r.low)},
+                           {"ci_high", num(r.high)},
+                           {"confidence", r.confidence},
+                           {"criterion", r.criterion},
+                           {"decision", report::to_string(r.decision)},
+                           {"seeds_to_decide", r.seeds_to_decide ? json(*r.seeds_to_decide) : json()}};
   } else {
-    j["rel_loss_error_vs_bf16"] = nullptr;
+    j["rel_loss_error"] = nullptr;
   }
   return j;
 }
@@ -102,23 +112,27 @@ std::string format_train_table(const std::vector<TrainVariantSummary>& rows) {
     if (s.group != group) {
       group = s.group;
       out += fmt::format("\nTraining {} ({} seed{}): final loss = mean training loss over the last 10% of steps; "
-                         "relative loss error vs bf16 paired by seed with its 95% Student t interval over seeds; "
-                         "paper's criterion |rel| < {:.2f}%\n",
-                         group, s.seeds.size(), s.seeds.size() == 1 ? "" : "s", 100 * train::kPaperRelLossCriterion);
-      out += fmt::format("  {:<24} {:>11} {:>12} {:>24} {:>9} {:>10}\n", "dataflow", "final loss", "rel vs bf16",
-                         "95% CI", "< 0.25%", "CI inside");
+                         "relative loss error vs the reference (bf16 for FP8, fp64 for bf16) paired by seed with its "
+                         "95% Student t interval over seeds; paper's criterion |rel| < {:.2f}%: pass when the interval "
+                         "is inside, fail when outside, else inconclusive (with the seeds that would decide)\n",
+                         group, s.seeds.size(), s.seeds.size() == 1 ? "" : "s", 100 * report::kPaperRelLossCriterion);
+      out += fmt::format("  {:<24} {:>11} {:>5} {:>10} {:>24} {:>13}\n", "dataflow", "final loss", "vs", "rel error",
+                         "95% CI", "< 0.25%");
     }
     double mean = 0;
     for (double v : s.final_loss) mean += v;
     mean /= double(std::max<std::size_t>(1, s.final_loss.size()));
-    if (!s.vs_bf16) {
-      out += fmt::format("  {:<24} {:>11.4f} {:>12}\n", s.variant, mean, s.variant == "bf16" ? "baseline" : "no bf16");
+    if (!s.rel) {
+      out += fmt::format("  {:<24} {:>11.4f} {:>5} {:>10}\n", s.variant, mean, s.reference.empty() ? "-" : s.reference,
+                         s.reference.empty() ? "reference" : fmt::format("no {}", s.reference));
       continue;
     }
-    const auto& r = *s.vs_bf16;
-    out += fmt::format("  {:<24} {:>11.4f} {:>12} {:>24} {:>9} {:>10}\n", s.variant, mean, pct(r.mean),
-                       r.n >= 2 ? fmt::format("[{}, {}]", pct(r.ci_low), pct(r.ci_high)) : "(one seed)",
-                       r.pass ? "pass" : "FAIL", r.ci_within ? "yes" : "no");
+    const auto& r = *s.rel;
+    std::string decision(report::to_string(r.decision));
+    if (r.decision == report::Decision::inconclusive)
+      decision += r.n < 2 ? " (>= 2 seeds)" : r.seeds_to_decide ? fmt::format(" (~{} seeds)", *r.seeds_to_decide) : "";
+    out += fmt::format("  {:<24} {:>11.4f} {:>5} {:>10} {:>24} {}\n", s.variant, mean, s.reference, pct(r.mean),
+                       r.n >= 2 ? fmt::format("[{}, {}]", pct(r.low), pct(r.high)) : "(one seed)", decision);
   }
   return out;
 }

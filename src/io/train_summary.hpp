@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "io/results_store.hpp"
-#include "reference/train.hpp"
+#include "report/paired_stats.hpp"
 
 namespace fp8flow::io {
 
@@ -20,7 +20,8 @@ struct TrainVariantSummary {
   std::vector<std::int64_t> seeds;  // ascending
   std::vector<double> final_loss;   // per seed (NaN: diverged)
   std::vector<std::string> hashes;  // per seed
-  std::optional<train::RelLossError> vs_bf16;  // paired seeds with a bf16 run; none for bf16 itself
+  std::string reference;            // "bf16" for the FP8 variants, "fp64" for bf16, "" for fp64
+  std::optional<report::PairedRelError> rel;  // over the seeds paired with a `reference` run; none without one
 };
 
 // The variant name of a train run's params.
@@ -30,7 +31,8 @@ std::string train_variant(const nlohmann::json& params);
 std::vector<TrainVariantSummary> summarize_train_runs(const std::vector<RunRecord>& runs);
 nlohmann::json to_json(const TrainVariantSummary& s);
 // The table `fp8flow train` and `fp8flow quickstart` print: one block per group, one line per variant
-// (mean final loss over seeds, relative loss error vs bf16 with its 95% interval, the paper's criterion).
+// (mean final loss over seeds, relative loss error vs its reference with its 95% interval, the decision on
+// the paper's criterion and, when inconclusive, the seeds that would decide).
 std::string format_train_table(const std::vector<TrainVariantSummary>& rows);
 
 }  // namespace fp8flow::io

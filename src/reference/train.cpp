@@ -6,7 +6,6 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
-#include <boost/math/distributions/students_t.hpp>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -143,43 +142,6 @@ double tail_mean_loss(std::span<const double> loss) {
   double s = 0;
   for (std::size_t i = loss.size() - n; i < loss.size(); ++i) s += loss[i];
   return s / double(n);
-}
-
-double student_t_quantile(double confidence, double dof) {
-  if (!(confidence > 0 && confidence < 1)) throw InputError(fmt::format("confidence {}: expected 0 < c < 1", confidence));
-  if (!(dof > 0)) throw InputError(fmt::format("Student t: {} degrees of freedom, expected > 0", dof));
-  return boost::math::quantile(boost::math::students_t_distribution<double>(dof), 0.5 + confidence / 2);
-}
-
-RelLossError relative_loss_error(std::span<const double> loss, std::span<const double> baseline, double confidence,
-                                 double criterion) {
-  if (loss.size() != baseline.size())
-    throw InputError(fmt::format("relative loss error: {} losses but {} baseline losses (pair them by seed)",
-                                 loss.size(), baseline.size()));
-  if (loss.empty()) throw InputError("relative loss error: no runs");
-  RelLossError r;
-  r.n = loss.size();
-  std::vector<double> rel(r.n);
-  for (std::size_t i = 0; i < r.n; ++i) {
-    if (!(baseline[i] > 0) || !std::isfinite(baseline[i]))
-      throw InputError(fmt::format("relative loss error: baseline loss {} of pair {}: expected a finite number > 0",
-                                   baseline[i], i));
-    rel[i] = (loss[i] - baseline[i]) / baseline[i];
-  }
-  r.mean = std::accumulate(rel.begin(), rel.end(), 0.0) / double(r.n);
-  if (r.n >= 2) {
-    double ss = 0;
-    for (double v : rel) ss += (v - r.mean) * (v - r.mean);
-    r.sd = std::sqrt(ss / double(r.n - 1));
-    r.half_width = student_t_quantile(confidence, double(r.n - 1)) * r.sd / std::sqrt(double(r.n));
-  } else {
-    r.sd = r.half_width = std::numeric_limits<double>::quiet_NaN();
-  }
-  r.ci_low = r.mean - r.half_width;
-  r.ci_high = r.mean + r.half_width;
-  r.pass = std::abs(r.mean) < criterion;  // NaN (a diverged run) fails
-  r.ci_within = r.n >= 2 && r.ci_low > -criterion && r.ci_high < criterion;
-  return r;
 }
 
 // ---- The model ---------------------------------------------------------------------------------------

@@ -108,22 +108,6 @@ TrainResult train(const TrainConfig& c, const std::function<void(int)>& on_step 
 
 // Mean training loss over the last 10% of the steps (at least one): the final loss of a run.
 double tail_mean_loss(std::span<const double> loss);
-
-// ---- The paper's criterion ------------------------------------------------------------------------
-// Relative loss error of a dataflow vs its baseline (BF16), paired by seed: r_i = (L_i - B_i) / B_i with
-// L_i, B_i the final losses of seed i; the mean of r and its Student t confidence interval over the seeds
-// (n - 1 degrees of freedom; a single seed has no interval: half_width = NaN). The paper's criterion is
-// |relative loss error| < 0.25% (PAPER.md); `pass` tests the mean, `ci_within` the whole interval.
-struct RelLossError {
-  std::size_t n = 0;
-  double mean = 0, sd = 0, half_width = 0, ci_low = 0, ci_high = 0;
-  bool pass = false, ci_within = false;
-};
-inline constexpr double kPaperRelLossCriterion = 0.0025;
-// Throws InputError when the spans differ in length, are empty, or a baseline loss is not positive.
-RelLossError relative_loss_error(std::span<const double> loss, std::span<const double> baseline,
-                                 double confidence = 0.95, double criterion = kPaperRelLossCriterion);
-// The two-sided Student t quantile t_{(1+confidence)/2, dof} (Boost.Math).
-double student_t_quantile(double confidence, double dof);
+// The paper's loss criterion over paired runs: report/paired_stats.hpp.
 
 }  // namespace fp8flow::train

@@ -29,7 +29,14 @@ try:
 except ImportError as e:  # pragma: no cover - reported to the user by fp8flow report
     sys.exit(f"render_report.py: {e}: the report needs numpy and matplotlib (run scripts/setup to create .venv)")
 
-STATUS_COLOR = {"ok": "#1a7f37", "warn": "#b35900", "fail": "#cf222e", "n/a": "#6e7781"}
+STATUS_COLOR = {"pass": "#1a7f37", "warn": "#b35900", "inconclusive": "#6639ba", "fail": "#cf222e", "n/a": "#6e7781"}
+STATUS_ORDER = ["pass", "warn", "inconclusive", "fail"]  # risk.hpp's Status order (n/a apart)
+LOSS_RULE = "loss_rel_error"
+
+
+def unit_label(u):
+    """A rule's unit as a reader sees it ("1" is a plain fraction)."""
+    return "fraction" if u == "1" else u
 DATAFLOW_ORDER = ["fp64", "bf16", "fp8_blockwise", "fp8_double_quant", "fp8_flow(paper_kernel)", "fp8_flow(exact)"]
 DF_COLOR = {"fp64": "#000000", "bf16": "#0969da", "fp8_blockwise": "#8250df", "fp8_double_quant": "#cf222e",
             "fp8_flow(paper_kernel)": "#1a7f37", "fp8_flow(exact)": "#bf8700"}
@@ -111,21 +118,41 @@ def runs_line(hashes):
 
 # ---- Sections -------------------------------------------------------------------------------------
 
+def loss_cell(r):
+    """The loss rule's decision with its interval, seeds and reference (risk.cpp's LossStats)."""
+    if r is None or r.get("seeds") is None:
+        return esc(r["message"]) if r else ""
+    ci = (f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}] %" if r.get("ci_low") is not None else "no interval (one seed)")
+    more = ""
+    if r["status"] == "inconclusive":
+        more = (f"; ~{r['seeds_to_decide']} seeds would decide" if r.get("seeds_to_decide")
+                else "; at least 2 seeds needed" if r["seeds"] < 2 else "")
+    return (f"<span class='loss'>{fmt(r.get('mean'))} % vs {esc(r['reference'])}, 95% CI {ci}, "
+            f"{r['seeds']} seed{'s' if r['seeds'] != 1 else ''}{more}</span>")
+
+
 def section_verdicts(a):
     counts = defaultdict(lambda: defaultdict(int))
     for r in a["results"]:
         counts[r["dataflow"]][r["status"]] += 1
+    by = {(r["rule"], r["dataflow"]): r for r in a["results"]}
     rows = []
     for d in a["dataflows"]:
         c = counts[d]
         worst = [r for r in a["results"] if r["dataflow"] == d and r["status"] == a["verdicts"][d] and r["status"] != "n/a"]
         why = "; ".join(f'<a href="#ev-{anchor(r["rule"] + "-" + d)}">{esc(r["rule"])}</a>' for r in worst)
-        rows.append(f"<tr><td><b>{esc(d)}</b></td><td>{badge(a['verdicts'][d])}</td><td>{c['fail']}</td><td>{c['warn']}"
-                    f"</td><td>{c['ok']}</td><td>{c['n/a']}</td><td>{why if a['verdicts'][d] in ('warn', 'fail') else ''}</td></tr>")
-    return ("<h2 id='verdicts'>Verdict per dataflow</h2><p>The verdict is the worst graded rule; <i>n/a</i> rules "
-            "(no data) never count as ok. Rules, thresholds and their calibration: docs/risk.md.</p>"
-            "<table><tr><th>dataflow</th><th>verdict</th><th>fail</th><th>warn</th><th>ok</th><th>n/a</th>"
-            "<th>deciding rules</th></tr>" + "".join(rows) + "</table>")
+        lr = by.get((LOSS_RULE, d))
+        rows.append(f"<tr data-dataflow='{esc(d)}'><td><b>{esc(d)}</b></td><td class='verdict'>{badge(a['verdicts'][d])}</td>"
+                    + "".join(f"<td>{c[k]}</td>" for k in ("fail", "inconclusive", "warn", "pass", "n/a"))
+                    + f"<td>{badge(lr['status']) + ' ' + loss_cell(lr) if lr else ''}</td>"
+                    f"<td>{why if a['verdicts'][d] in ('warn', 'inconclusive', 'fail') else ''}</td></tr>")
+    return ("<h2 id='verdicts'>Verdict per dataflow</h2><p>The verdict is the worst graded rule (pass &lt; warn &lt; "
+            "inconclusive &lt; fail); <i>n/a</i> rules (no data) never count as pass. The loss criterion is decided by "
+            "the 95% interval over paired seeds: pass inside ±0.25%, fail outside, otherwise inconclusive with the "
+            "seeds that would decide. Rules, thresholds and their calibration: docs/risk.md.</p>"
+            "<table id='verdict-table'><tr><th>dataflow</th><th>verdict</th><th>fail</th><th>inconclusive</th><th>warn</th>"
+            "<th>pass</th><th>n/a</th><th>loss criterion (relative final-loss error)</th><th>deciding rules</th></tr>"
+            + "".join(rows) + "</table>")
 
 
 def section_risk_table(a):
@@ -140,9 +167,14 @@ def section_risk_table(a):
             if r is None:
                 cells.append("<td></td>")
                 continue
-            v = "" if r["value"] is None else f"<br><small>{fmt(r['value'])} {esc(rule['unit'])}</small>"
+            if rule["id"] == LOSS_RULE and r.get("seeds"):
+                v = f"<br><small>{loss_cell(r)}</small>"
+            else:
+                v = "" if r["value"] is None else f"<br><small>{fmt(r['value'])} {esc(unit_label(rule['unit']))}</small>"
             cells.append(f'<td><a href="#ev-{anchor(rule["id"] + "-" + d)}">{badge(r["status"])}</a>{v}</td>')
-        thr = (f"{'≥' if rule['worse'] == 'higher' else '≤'} {fmt(rule['warn'])} / {fmt(rule['fail'])} {esc(rule['unit'])}")
+        thr = (f"{'≥' if rule['worse'] == 'higher' else '≤'} {fmt(rule['warn'])} / {fmt(rule['fail'])} {esc(unit_label(rule['unit']))}")
+        if rule["id"] == LOSS_RULE:
+            thr = "95% interval vs ±0.25 %"
         rows.append(f"<tr><td><b>{esc(rule['title'])}</b><br><small><code>{esc(rule['id'])}</code></small></td>"
                     f"<td><small>{thr}</small></td>{''.join(cells)}</tr>")
     return ("<h2 id='risks'>Risk table</h2><p>Each cell links to its evidence. Thresholds: warn / fail.</p>"
@@ -165,20 +197,14 @@ def section_evidence(a):
                     rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in [
                         run_link(e["run"]), esc(e.get("kind", "")), esc(e.get("table", "")), esc(e.get("tensor", "")),
                         fmt(e.get("layer")), fmt(e.get("expert")), fmt(e.get("step")), fmt(e.get("seed")),
-                        f"{fmt(e.get('value'))} {esc(unit)}", esc(e.get("note", ""))]) + "</tr>")
+                        f"{fmt(e.get('value'))} {esc(unit_label(unit))}", esc(e.get("note", ""))]) + "</tr>")
                 out.append("<table class='small'><tr><th>run</th><th>kind</th><th>table</th><th>tensor</th><th>layer</th>"
                            "<th>expert</th><th>step</th><th>seed</th><th>value</th><th>note</th></tr>" + "".join(rows) + "</table>")
             out.append("</div>")
     return "".join(out)
 
 
-def final_loss(run):
-    loss = num(col(run, "steps", "loss"))
-    k = max(1, (len(loss) + 9) // 10)
-    return float(np.mean(loss[-k:]))
-
-
-def section_training(runs):
+def section_training(runs, a):
     train = [r for r in runs if r["kind"] == "train" and "steps" in r["tables"]]
     if not train:
         return ("<h2 id='training'>Training: loss curves and relative loss error</h2><p class='na'>No training runs "
@@ -188,11 +214,16 @@ def section_training(runs):
     groups = defaultdict(lambda: defaultdict(dict))  # group -> df -> seed -> run
     for r in train:
         groups[group_key(r)][df_of(r)][r["params"].get("seed", 0)] = r
+    # The statistic of each group comes from the assessment (risk.cpp, paired_stats.hpp): never recomputed here.
+    stats = defaultdict(dict)  # group -> df -> loss_groups entry
+    for g in a.get("loss_groups", []):
+        stats[json.dumps(g["group"], sort_keys=True)][g["dataflow"]] = g
     for gk, by_df in groups.items():
         params = json.loads(gk)
-        title = ", ".join(f"{k}={v}" for k, v in params.items() if k in ("preset", "steps", "layers", "experts", "lr"))
+        title = ", ".join(f"{k}={v}" for k, v in params.items() if k in ("preset", "steps", "layers", "experts", "lr")
+                          and v not in (0, None))
         dfs = sorted(by_df, key=df_sort_key)
-        fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+        fig, axes = plt.subplots(1, 3, figsize=(17, 5), layout="constrained")
         for d in dfs:
             curves = []
             for seed, r in sorted(by_df[d].items()):
@@ -203,14 +234,16 @@ def section_training(runs):
             n = min(len(c[1]) for c in curves)
             axes[0].plot(curves[0][0][:n], np.mean([c[1][:n] for c in curves], axis=0), color=DF_COLOR.get(d), lw=1.4,
                          label=f"{d} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
-        axes[0].set(xlabel="step", ylabel="training loss (nats/byte)", title="Loss (mean over seeds; thin: each seed)")
-        axes[0].legend(fontsize=7)
-        ref = by_df.get("bf16", {})
+        axes[0].set(xlabel="step", ylabel="training loss (nats/byte)")
+        axes[0].set_title("Loss: mean over seeds (thin: each seed)", fontsize=11)
+        axes[0].legend(fontsize=9)
         bars = []
         for d in dfs:
-            if d in ("bf16", "fp64"):
+            g = stats.get(gk, {}).get(d)
+            if d == "fp64" or g is None:
                 continue
-            rels, step_rel = [], []
+            ref = by_df.get(g["reference"], {})
+            step_rel = []
             for seed, r in by_df[d].items():
                 if seed not in ref:
                     continue
@@ -220,38 +253,40 @@ def section_training(runs):
                 kern = np.ones(w) / w
                 step_rel.append(100 * (np.convolve(lo[:n], kern, "valid") - np.convolve(l0[:n], kern, "valid"))
                                 / np.convolve(l0[:n], kern, "valid"))
-                rels.append(100 * (final_loss(r) - final_loss(ref[seed])) / final_loss(ref[seed]))
             if step_rel:
-                m = min(len(s) for s in step_rel)
-                axes[1].plot(np.arange(m) + (w - 1), np.mean([s[:m] for s in step_rel], axis=0), color=DF_COLOR.get(d), label=d)
-            if rels:
-                mean = float(np.mean(rels))
-                half = 0.0
-                if len(rels) >= 2:
-                    tq = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
-                    half = (tq[len(rels) - 2] if len(rels) - 1 <= len(tq) else 1.96) * float(np.std(rels, ddof=1)) / math.sqrt(len(rels))
-                bars.append((d, mean, half, len(rels)))
+                m = min(len(x) for x in step_rel)
+                axes[1].plot(np.arange(m) + (w - 1), np.mean([x[:m] for x in step_rel], axis=0), color=DF_COLOR.get(d),
+                             label=f"{d} vs {g['reference']}")
+            bars.append(g)
         for ax in axes[1:]:
             ax.axhspan(-0.25, 0.25, color="#1a7f37", alpha=0.08, label="paper criterion ±0.25%")
             ax.axhline(0, color="k", lw=0.5)
-        axes[1].set(xlabel="step", ylabel="relative loss error vs bf16 (%)")
-        axes[1].set_title("Relative loss error vs bf16 (moving mean, 5% of steps)")
-        axes[1].legend(fontsize=7)
+        axes[1].set(xlabel="step", ylabel="relative loss error (%)")
+        axes[1].set_title("Relative loss error per step\n(moving mean over 5% of steps)", fontsize=11)
+        axes[1].legend(fontsize=9)
         if bars:
             xs = np.arange(len(bars))
-            axes[2].bar(xs, [b[1] for b in bars], yerr=[b[2] for b in bars], capsize=4,
-                        color=[DF_COLOR.get(b[0], "#888") for b in bars])
-            axes[2].set_xticks(xs, [f"{b[0]}\n(n={b[3]})" for b in bars], fontsize=6, rotation=20)
-        axes[2].set(ylabel="%", title="Final relative loss error, mean and 95% CI over seeds")
-        fig.suptitle(title, fontsize=9)
+            mean = [np.nan if b["mean"] is None else b["mean"] for b in bars]
+            lo = [0 if b["ci_low"] is None else b["mean"] - b["ci_low"] for b in bars]
+            hi = [0 if b["ci_high"] is None else b["ci_high"] - b["mean"] for b in bars]
+            axes[2].bar(xs, mean, yerr=[lo, hi], capsize=4, color=[DF_COLOR.get(b["dataflow"], "#888") for b in bars])
+            axes[2].set_xticks(xs, [f"{b['dataflow']}\nvs {b['reference']}, n={b['seeds']}\n{b['status']}" for b in bars],
+                               fontsize=9, rotation=0)
+        axes[2].set_ylabel("relative final-loss error (%)")
+        axes[2].set_title("Final relative loss error:\nmean and 95% CI over paired seeds", fontsize=11)
+        fig.suptitle(title, fontsize=11)
         out.append(png(fig))
-        rows = "".join(f"<tr><td>{esc(b[0])}</td><td>{fmt(b[1])} %</td><td>{'±' + fmt(b[2]) + ' %' if b[3] > 1 else 'one seed'}</td>"
-                       f"<td>{b[3]}</td></tr>" for b in bars)
+        rows = "".join(
+            f"<tr><td>{esc(b['dataflow'])}</td><td>{esc(b['reference'])}</td><td>{fmt(b['mean'])} %</td>"
+            f"<td>{'[' + fmt(b['ci_low']) + ', ' + fmt(b['ci_high']) + '] %' if b['ci_low'] is not None else 'one seed'}</td>"
+            f"<td>{b['seeds']}</td><td>{badge(b['status'])}</td>"
+            f"<td>{b['seeds_to_decide'] if b.get('seeds_to_decide') else ''}</td></tr>" for b in bars)
         out.append(f"<p>{esc(title)}. Final loss = mean training loss over the last 10% of steps; relative error per "
-                   "paired seed against the bf16 run of the same seed (same initial weights and batches).</p>")
+                   "paired seed against the reference run of the same seed (same initial weights and batches): bf16 for "
+                   "the FP8 dataflows, fp64 for bf16.</p>")
         if rows:
-            out.append("<table><tr><th>dataflow</th><th>mean rel. loss error</th><th>95% CI half-width</th><th>seeds</th></tr>"
-                       + rows + "</table>")
+            out.append("<table><tr><th>dataflow</th><th>vs</th><th>mean rel. loss error</th><th>95% CI</th><th>seeds</th>"
+                       "<th>decision</th><th>seeds to decide</th></tr>" + rows + "</table>")
         out.append("<p class='prov'>" + runs_line(r["hash"] for d in by_df.values() for r in d.values()) + "</p>")
     return "".join(out)
 
@@ -275,7 +310,7 @@ def section_heatmaps(runs):
     dfs = sorted(cells, key=df_sort_key)
     vals = [np.nanmedian(v) for d in dfs for v in cells[d].values() if np.isfinite(np.nanmedian(v))]
     vmin, vmax = (min(vals), max(vals)) if vals else (0, 1)
-    fig, axes = plt.subplots(1, len(dfs), figsize=(4.2 * len(dfs), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(dfs), figsize=(4.4 * len(dfs) + 1.5, 3.8), squeeze=False, layout="constrained")
     for ax, d in zip(axes[0], dfs):
         rows = sorted({(l, tn) for (l, tn, e) in cells[d]})
         experts = sorted({e for (_, _, e) in cells[d]})
@@ -286,15 +321,16 @@ def section_heatmaps(runs):
                 if v:
                     m[i, j] = np.nanmedian(v)
         im = ax.imshow(m, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax)
-        ax.set_yticks(range(len(rows)), [f"L{l} {tn}" for l, tn in rows], fontsize=7)
-        ax.set_xticks(range(len(experts)), [str(e) for e in experts], fontsize=7)
+        ax.set_yticks(range(len(rows)), [f"L{l} {tn}" for l, tn in rows], fontsize=9)
+        ax.set_xticks(range(len(experts)), [str(e) for e in experts], fontsize=9)
         ax.set_xlabel("expert")
         ax.set_title(d, fontsize=9)
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
                 if np.isfinite(m[i, j]) and m.size <= 128:
-                    ax.text(j, i, f"{m[i, j]:.1f}", ha="center", va="center", fontsize=6, color="w")
-    fig.colorbar(im, ax=axes[0].tolist(), label="SQNR dB (median over sampled steps and seeds)")
+                    ax.text(j, i, f"{m[i, j]:.1f}", ha="center", va="center", fontsize=9, color="w")
+    cb = fig.colorbar(im, ax=axes[0].tolist())
+    cb.set_label("SQNR (dB), median over\nsampled steps and seeds", fontsize=9)
     out.append(png(fig))
     out.append("<p>SQNR of each expert's block of dW1 / dW2 against the fp64 golden layer run on the same input, "
                "weights and upstream gradient, at the sampled steps. Low cells are experts whose weight update is "
@@ -328,21 +364,22 @@ def section_moe(runs):
         dfs = [d for d in sorted(per_df, key=df_sort_key) if d != "fp64"]
         if not dfs:
             continue
-        fig, axes = plt.subplots(1, len(dfs), figsize=(3.3 * len(dfs), 7), squeeze=False, sharex=True)
+        fig, axes = plt.subplots(1, len(dfs), figsize=(3.6 * len(dfs), 8), squeeze=False, sharex=True, layout="constrained")
         for ax, d in zip(axes[0], dfs):
             rows = [x for x in per_df[d] if x[1] == "fp8" or x[0] in MOE_OUTPUTS or x[1] == "bf16" and not x[0].endswith(("w1", "w2", "wr"))]
             names = [x[0] for x in rows]
             sq = [np.nan if x[2] is None else x[2] for x in rows]
             colors = ["#cf222e" if x[1] == "fp8" else "#0969da" if x[0] in MOE_OUTPUTS else "#8c959f" for x in rows]
             ax.barh(range(len(rows)), sq, color=colors)
-            ax.set_yticks(range(len(rows)), names, fontsize=6)
+            ax.set_yticks(range(len(rows)), names, fontsize=9)
             ax.invert_yaxis()
-            ax.set_title(d, fontsize=8)
+            ax.set_title(d, fontsize=10)
             ax.set_xlabel("SQNR vs fp64 (dB)")
         fig.suptitle("Each tensor in graph order (red: FP8 casts, blue: layer outputs/gradients, grey: other)", fontsize=9)
         out.append(png(fig))
         shape = json.loads(gk)
-        out.append(f"<p>One MoE layer forward and backward ({esc(', '.join(f'{k}={v}' for k, v in shape.items()))}); each "
+        shape_s = ", ".join(f"{k}={v}" for k, v in shape.items() if v not in (0, None, ""))  # 0: the preset's value
+        out.append(f"<p>One MoE layer forward and backward ({esc(shape_s)}); each "
                    "bar is one tensor of the dataflow's graph against the fp64 golden layer, top to bottom in execution "
                    "order, so the step where a dataflow's SQNR falls is the cast or GEMM that costs the error.</p>")
         head = ["dataflow"] + MOE_OUTPUTS + ["explicit casts"]
@@ -392,15 +429,15 @@ def section_transpose(runs):
                     + f"<td>{fmt(pve.get('elements_differing'))}</td></tr>")
     x = np.arange(len(labels))
     w = 0.2
-    fig, axes = plt.subplots(1, 2, figsize=(14, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 4.8), layout="constrained")
     for k, m in enumerate(TRANSPOSE_METHODS):
         axes[0].bar(x + (k - 1.5) * w, extra[m], w, label=m)
         axes[1].bar(x + (k - 1.5) * w, uf[m], w, label=m)
     axes[0].set(ylabel="noise power above direct (%)", title="Column copy: extra error vs direct 128x1 quantization")
     axes[1].set(ylabel="fraction of elements", title="Column copy: underflow to zero")
     for ax in axes:
-        ax.set_xticks(x, labels, fontsize=7, rotation=15)
-        ax.legend(fontsize=7)
+        ax.set_xticks(x, labels, fontsize=9, rotation=15)
+        ax.legend(fontsize=9)
     out.append(png(fig))
     out.append("<p>The column (128x1) copy of a 1x128-quantized tensor, four ways: <b>naive</b> DQ→transpose→Q "
                "(fp8_double_quant), the paper's scaling-aware transpose <b>paper_kernel</b> and <b>exact</b> SAT "
@@ -456,7 +493,7 @@ def main():
             "<nav><a href='#verdicts'>verdicts</a><a href='#risks'>risk table</a><a href='#training'>loss</a>"
             "<a href='#experts'>experts</a><a href='#moe'>MoE casts</a><a href='#transpose'>transpose study</a>"
             "<a href='#evidence'>evidence</a><a href='#provenance'>provenance</a></nav>",
-            section_verdicts(a), section_risk_table(a), section_training(runs), section_heatmaps(runs),
+            section_verdicts(a), section_risk_table(a), section_training(runs, a), section_heatmaps(runs),
             section_moe(runs), section_transpose(runs), section_evidence(a), section_provenance(payload)]
     page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>fp8flow report</title>"
             f"<style>{CSS}</style></head><body>" + "".join(body) + "</body></html>")

@@ -11,6 +11,8 @@
 #include <stdexcept>
 
 #include "io/errors.hpp"
+#include "reference/train.hpp"
+#include "report/paired_stats.hpp"
 
 namespace fp8flow::report {
 
@@ -19,8 +21,9 @@ using nlohmann::json;
 std::string_view to_string(Status s) {
   switch (s) {
     case Status::na: return "n/a";
-    case Status::ok: return "ok";
+    case Status::pass: return "pass";
     case Status::warn: return "warn";
+    case Status::inconclusive: return "inconclusive";
     case Status::fail: return "fail";
   }
   return "?";
@@ -31,15 +34,23 @@ std::string_view to_string(Status s) {
 // of experiments/{quickstart,paper_ds_v2_lite,paper_ds_v3}.toml; docs/risk.md ("Calibration") lists the values
 // observed for each dataflow and how each threshold sits against them.
 // kPaperLossCriterion is the paper's own number (PAPER.md 1 and "Convergence": relative loss error vs
-// BF16 < 0.25%), not a calibrated one.
-inline constexpr double kPaperLossCriterion = 0.25;  // percent
+// BF16 < 0.25%), not a calibrated one; the rule decides it with the paired interval (paired_stats.hpp).
+inline constexpr double kPaperLossCriterion = 100 * kPaperRelLossCriterion;  // percent
+
+Status parse_status(std::string_view s) {
+  for (Status st : {Status::pass, Status::warn, Status::inconclusive, Status::fail})
+    if (s == to_string(st)) return st;
+  throw InputError(fmt::format("status '{}': expected one of warn, inconclusive, fail (or pass)", s));
+}
 
 const std::vector<Rule>& rule_catalog() {
   static const std::vector<Rule> rules{
-      {"loss_vs_bf16", "Relative loss error vs BF16", "%", Worse::higher, 0.10, kPaperLossCriterion,
+      {"loss_rel_error", "Relative final-loss error (FP8 vs BF16; BF16 vs fp64)", "%", Worse::higher,
+       kPaperLossCriterion, kPaperLossCriterion,
        "train: steps (final loss = mean over the last 10% of steps), paired by seed",
-       "The paper's acceptance criterion: the FP8 run's loss must stay within 0.25% of the BF16 run's (bf16 is "
-       "checked against fp64). Graded on |mean| over seeds; warn when the 95% confidence interval reaches 0.25%."},
+       "The paper's acceptance criterion: an FP8 run's final loss within 0.25% of the BF16 run's (the bf16 row: of "
+       "the fp64 run's). pass when the 95% interval over paired seeds lies inside +-0.25%, fail when it lies "
+       "outside, else inconclusive with the number of seeds that would decide."},
       {"loss_nonfinite", "Non-finite loss or gradient norm", "steps", Worse::higher, 1, 1, "train: steps",
        "A NaN or Inf loss or gradient norm at any step means the run diverged; nothing after it can be trusted."},
       {"wgrad_sqnr_expert", "Weight-gradient SQNR per expert", "dB", Worse::lower, 18, 12,
@@ -109,8 +120,8 @@ bool is_fp8(std::string_view df) { return df.starts_with("fp8"); }
 
 Status grade(const Rule& r, double v) {
   if (std::isnan(v)) return Status::fail;
-  if (r.worse == Worse::higher) return v >= r.fail ? Status::fail : v >= r.warn ? Status::warn : Status::ok;
-  return v <= r.fail ? Status::fail : v <= r.warn ? Status::warn : Status::ok;
+  if (r.worse == Worse::higher) return v >= r.fail ? Status::fail : v >= r.warn ? Status::warn : Status::pass;
+  return v <= r.fail ? Status::fail : v <= r.warn ? Status::warn : Status::pass;
 }
 // a is worse than b under the rule (NaN is the worst of all).
 bool worse_than(const Rule& r, double a, double b) {
@@ -201,7 +212,7 @@ RuleResult grade_worst(const Rule& rule, const std::string& df, std::vector<Obs>
   if (w.expert) where += fmt::format(" expert {}", *w.expert);
   if (w.step) where += fmt::format(" step {}", *w.step);
   const double thr = res.status == Status::fail ? rule.fail : rule.warn;
-  const char* cmp = rule.worse == Worse::higher ? (res.status == Status::ok ? "<" : ">=") : (res.status == Status::ok ? ">" : "<=");
+  const char* cmp = rule.worse == Worse::higher ? (res.status == Status::pass ? "<" : ">=") : (res.status == Status::pass ? ">" : "<=");
   res.message = fmt::format("worst {} = {} {} ({}{}, run {}) {} {} threshold {}; {} observations", what,
                             fmt_value(obs.front().value), rule.unit, w.kind, where, w.run, cmp,
                             res.status == Status::fail ? "fail" : "warn", fmt_value(thr), obs.size());
@@ -310,20 +321,7 @@ void collect_train(const io::RunRecord& r, std::map<std::string, ObsMap>& obs) {
 std::optional<double> final_loss(const io::RunRecord& r) {
   const io::Table* t = find_table(r, "steps");
   if (!t || t->rows() == 0) return std::nullopt;
-  const auto loss = num(r, *t, "loss");
-  const std::size_t k = std::max<std::size_t>(1, (loss.size() + 9) / 10);
-  double s = 0;
-  for (std::size_t i = loss.size() - k; i < loss.size(); ++i) s += loss[i];
-  return s / double(k);
-}
-
-// Two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..30 (any statistics table, e.g. NIST/SEMATECH
-// e-Handbook 1.3.6.7.2); above 30 the normal 1.96 is within 2%.
-double t975(std::size_t df) {
-  static constexpr std::array<double, 30> t{12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-                                             2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-                                             2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
-  return df >= 1 && df <= 30 ? t[df - 1] : 1.96;
+  return train::tail_mean_loss(num(r, *t, "loss"));
 }
 
 // Runs that differ only in dataflow/transpose (and seed) belong to one comparison group.
@@ -334,12 +332,13 @@ std::string group_key(const io::RunRecord& r) {
 }
 
 void assess_pairs(const std::vector<const io::RunRecord*>& train, std::vector<RuleResult>& loss_out,
-                  std::vector<RuleResult>& router_out, const std::vector<std::string>& dataflows) {
+                  std::vector<RuleResult>& router_out, std::vector<LossGroup>& groups_out,
+                  const std::vector<std::string>& dataflows) {
   // group -> dataflow -> seed -> run
   std::map<std::string, std::map<std::string, std::map<std::int64_t, const io::RunRecord*>>> groups;
   for (const io::RunRecord* r : train) groups[group_key(*r)][run_dataflow(*r)][param_int(*r, "seed").value_or(0)] = r;
 
-  const Rule& lr = rule("loss_vs_bf16");
+  const Rule& lr = rule("loss_rel_error");
   const Rule& rr = rule("router_load_shift");
   for (const std::string& df : dataflows) {
     const std::string ref = df == "bf16" ? "fp64" : "bf16";
@@ -359,17 +358,21 @@ void assess_pairs(const std::vector<const io::RunRecord*>& train, std::vector<Ru
       any_runs = true;
       if (rit == by_df.end()) continue;
       // Loss: relative error of the final loss per paired seed.
-      std::vector<double> rel;
+      std::vector<double> rel_loss, rel_base;
       std::vector<Evidence> evs;
-      bool nonfinite = false;
+      std::string unpaired_note;
       for (const auto& [seed, run] : it->second) {
         const auto sr = rit->second.find(seed);
         if (sr == rit->second.end()) continue;
         const auto l = final_loss(*run), l0 = final_loss(*sr->second);
         if (!l || !l0) continue;
+        if (!(*l0 > 0) || !std::isfinite(*l0)) {  // the reference diverged: nothing to compare with
+          unpaired_note += fmt::format("; seed {} left out: the {} run's final loss is {}", seed, ref, fmt_value(*l0));
+          continue;
+        }
         const double v = 100.0 * (*l - *l0) / *l0;
-        if (!std::isfinite(v)) nonfinite = true;
-        rel.push_back(v);
+        rel_loss.push_back(*l);
+        rel_base.push_back(*l0);
         Evidence e = ev(*run, "steps");
         e.value = v;
         e.note = fmt::format("final loss {} vs {} {} (run {})", fmt_value(*l), ref, fmt_value(*l0), sr->second->hash);
@@ -394,33 +397,34 @@ void assess_pairs(const std::vector<const io::RunRecord*>& train, std::vector<Ru
           }
         }
       }
-      if (rel.empty()) continue;
-      double mean = 0;
-      for (double v : rel) mean += v;
-      mean /= double(rel.size());
-      double half = NAN;
-      if (rel.size() >= 2) {
-        double ss = 0;
-        for (double v : rel) ss += (v - mean) * (v - mean);
-        half = t975(rel.size() - 1) * std::sqrt(ss / double(rel.size() - 1)) / std::sqrt(double(rel.size()));
-      }
-      const double graded = nonfinite ? NAN : std::fabs(mean);
-      Status st = grade(lr, graded);
-      const bool ci_reaches = std::isfinite(half) && std::fabs(mean) + half >= lr.fail;
-      if (st == Status::ok && ci_reaches) st = Status::warn;
-      const std::string ci = std::isfinite(half) ? fmt::format("95% CI [{}, {}] %", fmt_value(mean - half), fmt_value(mean + half))
-                                                 : std::string("one seed: no confidence interval");
-      for (auto& e : evs) e.note += fmt::format("; mean over {} seed(s) {} %, {}", rel.size(), fmt_value(mean), ci);
-      // Keep the worst comparison group.
-      if (!loss.value || worse_than(lr, graded, *loss.value) || st > loss.status) {
-        loss.status = std::max(loss.status, st);
+      if (rel_loss.empty()) continue;
+      const PairedRelError pe = paired_relative_error(rel_loss, rel_base);
+      Status st = pe.decision == Decision::pass ? Status::pass : pe.decision == Decision::fail ? Status::fail
+                                                                                               : Status::inconclusive;
+      const double mean = 100 * pe.mean, graded = std::isfinite(pe.mean) ? std::fabs(mean) : NAN;
+      const std::string ci = pe.n >= 2 ? fmt::format("95% CI [{}, {}] %", fmt_value(100 * pe.low), fmt_value(100 * pe.high))
+                                       : std::string("one seed: no confidence interval");
+      for (auto& e : evs) e.note += fmt::format("; mean over {} seed(s) {} %, {}", pe.n, fmt_value(mean), ci);
+      const LossStats stats{ref, pe.n, 100 * pe.mean, 100 * pe.low, 100 * pe.high, pe.confidence, pe.seeds_to_decide};
+      groups_out.push_back({json::parse(gk), df, st, stats});
+      // Keep the worst comparison group: the worse decision, then the larger |mean|.
+      if (!loss.value || st > loss.status || (st == loss.status && worse_than(lr, graded, *loss.value))) {
+        loss.status = st;
         loss.value = graded;
-        loss.observations = rel.size();
-        loss.message = fmt::format("relative final-loss error vs {}: mean {} % over {} seed(s), {}; |mean| {} {} % "
-                                   "(paper criterion){}",
-                                   ref, fmt_value(mean), rel.size(), ci, st == Status::fail ? ">=" : "<",
-                                   fmt_value(lr.fail),
-                                   ci_reaches && st != Status::fail ? ", but the CI reaches it" : "");
+        loss.observations = pe.n;
+        loss.stats = stats;
+        std::string why;
+        if (!std::isfinite(pe.mean)) why = "a run diverged (non-finite final loss): fail";
+        else if (st == Status::pass) why = fmt::format("the interval lies inside +-{} %: pass", fmt_value(lr.fail));
+        else if (st == Status::fail) why = fmt::format("the interval lies outside +-{} %: fail", fmt_value(lr.fail));
+        else if (pe.n < 2) why = "one seed gives no interval: inconclusive; run at least 2 seeds (more to decide)";
+        else if (pe.seeds_to_decide)
+          why = fmt::format("the interval straddles +-{} %: inconclusive; about {} seeds would decide (estimated from "
+                            "the observed mean and sd)",
+                            fmt_value(lr.fail), *pe.seeds_to_decide);
+        else why = fmt::format("the interval straddles +-{} % and the mean sits on it: inconclusive", fmt_value(lr.fail));
+        loss.message = fmt::format("relative final-loss error vs {}: mean {} % over {} paired seed(s), {}; {}{}", ref,
+                                   fmt_value(mean), pe.n, ci, why, unpaired_note);
         std::sort(evs.begin(), evs.end(), [](const Evidence& a, const Evidence& b) { return std::fabs(a.value) > std::fabs(b.value); });
         if (evs.size() > kMaxEvidence) evs.resize(kMaxEvidence);
         loss.evidence = evs;
@@ -581,11 +585,11 @@ Assessment assess(const std::vector<io::RunRecord>& runs, const std::string& fil
     if (std::find(a.dataflows.begin(), a.dataflows.end(), d) == a.dataflows.end()) a.dataflows.push_back(d);
 
   std::vector<RuleResult> loss, router;
-  assess_pairs(train, loss, router, a.dataflows);
+  assess_pairs(train, loss, router, a.loss_groups, a.dataflows);
   for (const Rule& rule : rule_catalog()) {
     for (std::size_t k = 0; k < a.dataflows.size(); ++k) {
       const std::string& df = a.dataflows[k];
-      if (rule.id == "loss_vs_bf16") {
+      if (rule.id == "loss_rel_error") {
         a.results.push_back(loss[k]);
         continue;
       }
@@ -629,6 +633,17 @@ json to_json(const Assessment& a) {
                           {"fail", r.fail},
                           {"source", r.source},
                           {"reason", r.reason}});
+  j["loss_groups"] = json::array();
+  for (const LossGroup& g : a.loss_groups)
+    j["loss_groups"].push_back({{"group", g.group},
+                                {"dataflow", g.dataflow},
+                                {"status", to_string(g.status)},
+                                {"reference", g.stats.reference},
+                                {"seeds", g.stats.seeds},
+                                {"mean", num_or_null(g.stats.mean)},
+                                {"ci_low", num_or_null(g.stats.ci_low)},
+                                {"ci_high", num_or_null(g.stats.ci_high)},
+                                {"seeds_to_decide", g.stats.seeds_to_decide ? json(*g.stats.seeds_to_decide) : json()}});
   for (const RuleResult& r : a.results) {
     json evs = json::array();
     for (const Evidence& e : r.evidence) {
@@ -641,13 +656,24 @@ json to_json(const Assessment& a) {
       if (!e.note.empty()) x["note"] = e.note;
       evs.push_back(std::move(x));
     }
-    j["results"].push_back({{"rule", r.rule},
-                            {"dataflow", r.dataflow},
-                            {"status", to_string(r.status)},
-                            {"value", r.value ? num_or_null(*r.value) : json(nullptr)},
-                            {"message", r.message},
-                            {"observations", r.observations},
-                            {"evidence", evs}});
+    json x{{"rule", r.rule},
+           {"dataflow", r.dataflow},
+           {"status", to_string(r.status)},
+           {"value", r.value ? num_or_null(*r.value) : json(nullptr)},
+           {"message", r.message},
+           {"observations", r.observations},
+           {"evidence", evs}};
+    if (r.stats) {
+      const LossStats& s = *r.stats;
+      x["reference"] = s.reference;
+      x["seeds"] = s.seeds;
+      x["mean"] = num_or_null(s.mean);
+      x["ci_low"] = num_or_null(s.ci_low);
+      x["ci_high"] = num_or_null(s.ci_high);
+      x["confidence"] = s.confidence;
+      x["seeds_to_decide"] = s.seeds_to_decide ? json(*s.seeds_to_decide) : json(nullptr);
+    }
+    j["results"].push_back(std::move(x));
   }
   return j;
 }

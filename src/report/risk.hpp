@@ -25,9 +25,13 @@
 
 namespace fp8flow::report {
 
-// Ordered from best to worst, so a verdict is the max; n/a sorts below ok and never wins over a grade.
-enum class Status { na, ok, warn, fail };
-std::string_view to_string(Status s);  // "n/a", "ok", "warn", "fail"
+// Ordered from best to worst, so a verdict is the max; n/a sorts below pass and never wins over a grade.
+// Threshold rules give pass / warn / fail; the loss rule, decided by an interval over seeds, gives pass /
+// inconclusive / fail (docs/risk.md). `fp8flow report --fail-on` gates on this order.
+enum class Status { na, pass, warn, inconclusive, fail };
+std::string_view to_string(Status s);  // "n/a", "pass", "warn", "inconclusive", "fail"
+// Parses "pass", "warn", "inconclusive", "fail" (the --fail-on levels); throws InputError listing them.
+Status parse_status(std::string_view s);
 
 // How a rule's value compares with its thresholds.
 enum class Worse { higher, lower };
@@ -52,6 +56,14 @@ struct Evidence {
   std::string note;               // e.g. "mean over 3 seeds, 95% CI [..]" or the compared values
 };
 
+// The loss rule's statistic (paired_stats.hpp), in percent.
+struct LossStats {
+  std::string reference;          // "bf16" (FP8 dataflows) or "fp64" (bf16)
+  std::size_t seeds = 0;          // paired seeds
+  double mean = 0, ci_low = 0, ci_high = 0, confidence = 0;  // ci NaN for one seed
+  std::optional<std::size_t> seeds_to_decide;  // inconclusive: seeds that would decide (estimated)
+};
+
 struct RuleResult {
   std::string rule, dataflow;
   Status status = Status::na;
@@ -59,11 +71,21 @@ struct RuleResult {
   std::string message;            // one line: what was found (or why n/a)
   std::vector<Evidence> evidence; // worst first, at most kMaxEvidence
   std::size_t observations = 0;   // how many observations the rule graded
+  std::optional<LossStats> stats; // the loss rule only
 };
 inline constexpr std::size_t kMaxEvidence = 5;
 
+// The loss statistic of one comparison group (train runs that differ only in dataflow, transpose and seed).
+struct LossGroup {
+  nlohmann::json group;   // the shared parameters
+  std::string dataflow;
+  Status status = Status::na;
+  LossStats stats;
+};
+
 struct Assessment {
   std::string file;
+  std::vector<LossGroup> loss_groups;       // every group's loss statistic (the rule grades the worst)
   std::vector<std::string> dataflows;       // in canonical order, those present in the file
   std::vector<RuleResult> results;          // rule-major: every rule x every dataflow
   std::map<std::string, Status> verdicts;   // dataflow -> worst graded rule (n/a if none graded)
@@ -78,7 +100,8 @@ Assessment assess(const std::vector<io::RunRecord>& runs, const std::string& fil
 Assessment assess_file(const std::filesystem::path& file, std::vector<io::RunRecord>* runs_out = nullptr);
 
 // {"file", "dataflows", "verdicts": {df: status}, "rules": [catalog], "results": [...]}; non-finite
-// numbers as null.
+// numbers as null. The loss rule's results carry "reference", "seeds", "ci_low", "ci_high", "confidence" and
+// "seeds_to_decide"; "loss_groups" lists the statistic of every comparison group.
 nlohmann::json to_json(const Assessment& a);
 
 // The dataflow name a run (or a moe_dataflows metrics row) belongs to; see the header comment.
