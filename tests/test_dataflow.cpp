@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <span>
+#include <map>
+#include <sstream>
 
 #include "io/errors.hpp"
 #include "reference/dataflow.hpp"
@@ -236,4 +238,40 @@ TEST_CASE("dataflow weight gradients stay fp32 (main_grad), only their final bf1
     }
     for (const char* t : {"y", "dx", "dwr"}) CHECK(a.at(t).v == b.at(t).v);
   }
+}
+
+TEST_CASE("every FP8 copy is made as docs/dataflows.md says (direct, DQ->Q, SAT, fused)", "[dataflow][docs]") {
+  // The table between the copy-origins markers of docs/dataflows.md, against copy_origins() of each graph.
+  std::ifstream doc(std::string(FP8FLOW_SOURCE_DIR) + "/docs/dataflows.md");
+  REQUIRE(doc);
+  std::map<std::string, std::map<std::string, std::pair<std::string, std::string>>> documented;
+  bool in = false;
+  for (std::string line; std::getline(doc, line);) {
+    if (line.find("<!-- copy-origins") != std::string::npos) in = true;
+    else if (line.find("<!-- end copy-origins") != std::string::npos) in = false;
+    else if (in && line.starts_with("| ") && !line.starts_with("| dataflow")) {
+      std::vector<std::string> cells;
+      std::stringstream ss(line);
+      for (std::string c; std::getline(ss, c, '|');) {
+        c.erase(0, c.find_first_not_of(' '));
+        c.erase(c.find_last_not_of(' ') + 1);
+        if (!c.empty()) cells.push_back(c);
+      }
+      REQUIRE(cells.size() == 4);
+      documented[cells[0]][cells[1]] = {cells[2], cells[3]};
+    }
+  }
+  REQUIRE(documented.size() == 4);
+  for (const auto& [name, rows] : documented) {
+    INFO(name);
+    std::map<std::string, std::pair<std::string, std::string>> walked;
+    for (const CopyOrigin& o : copy_origins(builtin_dataflow(name))) walked[o.tensor] = {o.source, o.origin};
+    CHECK(walked == rows);
+  }
+  // The controls' graphs say what they are: ctl_per_tensor_act requantizes its forward activations.
+  std::map<std::string, std::string> pt;
+  for (const CopyOrigin& o : copy_origins(builtin_dataflow("ctl_per_tensor_act"))) pt[o.tensor] = o.origin;
+  CHECK(pt.at("xp.pt") == "dq_q");
+  CHECK(pt.at("act.pt") == "direct");
+  CHECK(pt.at("act.q") == "dq_q");
 }

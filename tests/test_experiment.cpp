@@ -208,7 +208,7 @@ TEST_CASE("experiment: the shipped experiment files are valid", "[experiment]") 
     ++files;
   }
   CHECK(files >= 4);
-  CHECK(load_experiment(dir / "quickstart.toml").runs.size() == 24);  // 5 transpose + 2 gemm + 5 moe + 12 train
+  CHECK(load_experiment(dir / "quickstart.toml").runs.size() == 44);  // 5 transpose + 2 gemm + 5 moe + 32 train
 }
 
 TEST_CASE("experiment: moe_dataflows validates, sweeps dataflows and runs on the tiny preset", "[experiment][moe]") {

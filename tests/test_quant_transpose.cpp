@@ -393,10 +393,42 @@ TEST_CASE("naive double quantization changes values; direct is the reference", "
   }
 }
 
+TEST_CASE("naive works for every scale rule and format: double rounding where scales are fp32, ~none for pow2",
+          "[quant][transpose][naive]") {
+  // Issue 23: DQ -> T -> Q under the input's own rule. With fp32 scales (te_fp32, deepgemm) the column copy
+  // rounds a second time onto an unrelated grid: about twice the noise of direct quantization (-3 dB on N(0,1);
+  // a numpy + ml_dtypes emulation of the same recipes gives 3.0 dB). With power-of-two scales the rowwise grid
+  // is (nearly) a subset of the column grid: almost lossless. (On `activations` the outlier channels dominate
+  // the noise power and the fp32 loss shrinks to ~0.1 dB: the SQNR hides where the second rounding happens.)
+  const std::size_t R = 256, C = 512;
+  const auto x = make_distribution(Distribution::normal, R, C, 5);
+  const std::vector<double> truth(x.begin(), x.end());
+  struct Case { ScaleRule rule; ScaleFormat format; bool pow2; };
+  for (const Case k : {Case{ScaleRule::te_fp32, ScaleFormat::fp32, false}, Case{ScaleRule::deepgemm, ScaleFormat::fp32, false},
+                       Case{ScaleRule::te_pow2, ScaleFormat::fp32, true}, Case{ScaleRule::te_pow2, ScaleFormat::ue8m0, true},
+                       Case{ScaleRule::deepgemm_ue8m0, ScaleFormat::ue8m0, true}}) {
+    QuantParams p = default_params(k.rule);
+    p.scale_format = k.format;
+    const QuantizedTensor in = quantize(x, R, C, {k1x128, &e4m3, k.rule}, p, {}, 1);
+    const QuantizedTensor naive = transpose_naive(in, {});
+    const QuantizedTensor direct = transpose_direct(x, R, C, 128, e4m3, p, {}, k.rule);
+    INFO(to_string(k.rule) << " " << to_string(k.format));
+    CHECK(naive.recipe.scale == k.rule);
+    CHECK(naive.params.scale_format == k.format);
+    CHECK(naive.recipe.tile == k128x1);
+    CHECK(naive.codes_transposed);
+    const double extra_db = compare(truth, direct).sqnr_db - compare(truth, naive).sqnr_db;
+    INFO("naive loses " << extra_db << " dB against direct");
+    if (k.pow2) CHECK(extra_db < 0.05);
+    else CHECK(extra_db > 2.0);
+  }
+}
+
 TEST_CASE("bad inputs of the transposes", "[quant][transpose][errors]") {
   const auto x = make_distribution(Distribution::normal, 4, 256, 1);
   const auto fp32 = quantize(x, 4, 256, {k1x128, &e4m3, ScaleRule::te_fp32}, default_params(ScaleRule::te_fp32));
   CHECK_THROWS_WITH(transpose_exact(fp32, {}, Rounding::rne), Catch::Contains("not a power of two"));
+  CHECK_NOTHROW(transpose_naive(fp32, {}));  // naive takes any rule
   const auto blk = quantize(x, 4, 256, {k128x128, &e4m3, ScaleRule::te_pow2}, default_params(ScaleRule::te_pow2));
   CHECK_THROWS_WITH(transpose_paper_kernel(blk, {}), Catch::Contains("1xN"));
   const auto ok = quantize(x, 4, 256, {k1x128, &e4m3, ScaleRule::te_pow2}, default_params(ScaleRule::te_pow2));

@@ -212,10 +212,23 @@ void run_experiment(const RunArgs& a, const GlobalOptions& g) {
       (void)blocking;
 #endif
     };
+    // Without MPI, train runs (small, single-threaded inside) go to a pool of `threads` workers, so that
+    // seeds run in parallel; they commit in order after the other runs. Under MPI the ranks share them.
+    std::vector<std::size_t> pooled;
     for (std::size_t i = 0; i < todo.size(); i += std::size_t(mpi.size)) {
+      if (!mpi.active && threads > 1 && e.runs[std::size_t(todo[i])].kind == "train") {
+        pooled.push_back(std::size_t(todo[i]));
+        continue;
+      }
       writer->add(io::execute_run(e.runs[std::size_t(todo[i])], e.name, threads));
       bar.update(++done);
       drain(false);
+    }
+    if (!pooled.empty()) {
+      writer->commit();
+      run_pool(e, pooled, *writer, std::min<int>(threads, int(pooled.size())), g.quiet);
+      done += pooled.size();
+      bar.update(done);
     }
     while (done < todo.size()) drain(true);
     writer->commit();

@@ -120,7 +120,9 @@ int worker_count(int requested, std::size_t runs) {
   return std::max(1, std::min<int>(n, int(std::max<std::size_t>(1, runs))));
 }
 
-// Runs `todo` (indices into e.runs) on a thread pool, committing records in order.
+}  // namespace
+
+// Runs `todo` (indices into e.runs) on a thread pool, committing records in order (commands.hpp).
 void run_pool(const io::Experiment& e, const std::vector<std::size_t>& todo, io::ResultsWriter& writer, int workers,
               bool quiet) {
   std::size_t total_steps = 0;
@@ -184,6 +186,8 @@ void run_pool(const io::Experiment& e, const std::vector<std::size_t>& todo, io:
   writer.commit();
   bar.finish();
 }
+
+namespace {
 
 void run_train(const TrainArgs& a, const GlobalOptions& g) {
   const auto t0 = std::chrono::steady_clock::now();

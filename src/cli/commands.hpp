@@ -3,6 +3,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include <vector>
+
+#include "io/experiment.hpp"
+#include "io/results_store.hpp"
 #include "report/risk.hpp"
 
 namespace fp8flow::cli {
@@ -32,6 +36,11 @@ void add_train_command(CLI::App& app, const GlobalOptions& g);  // train (cmd_tr
 void add_experiment_commands(CLI::App& app, const GlobalOptions& g);
 // `fp8flow run EXPERIMENT -o OUT [--resume]` as a function (for `fp8flow quickstart`); MPI-aware like run.
 void run_experiment_file(const std::string& experiment, const std::string& out, bool resume, const GlobalOptions& g);
+// Runs e.runs[todo[i]] on `workers` threads, one run per thread (single-threaded inside), committing the records
+// to `writer` in order; the runs that finished are committed even when one throws (cmd_train.cpp). Used by
+// `fp8flow train` and by `fp8flow run` for train runs, so that seeds run in parallel.
+void run_pool(const io::Experiment& e, const std::vector<std::size_t>& todo, io::ResultsWriter& writer, int workers,
+              bool quiet);
 void add_report_command(CLI::App& app, const GlobalOptions& g);  // report (cmd_report.cpp)
 void add_fsck_command(CLI::App& app, const GlobalOptions& g);    // fsck (cmd_run.cpp)
 // The HTML convergence-risk report of `results` into `out` (for `fp8flow quickstart`); prints verdicts unless

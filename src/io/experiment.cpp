@@ -153,7 +153,8 @@ std::vector<std::string> split_names(std::string_view list) {  // "a, b, c"
 json dataflow_list_default() { return json(split_names(kDataflowNames)); }
 Convert dataflow_list() {
   return [](const toml::node& n) -> std::optional<json> {
-    const std::vector<std::string> names = split_names(kDataflowNames);
+    std::vector<std::string> names = split_names(kDataflowNames);
+    for (auto& c : split_names(kControlDataflowNames)) names.push_back(c);  // docs/risk.md "Controls"
     if (n.is_string()) {
       const std::string& s = n.as_string()->get();
       if (s == "all") return dataflow_list_default();
@@ -232,8 +233,12 @@ const std::vector<ParamSpec>& moe_specs() {
 const std::vector<ParamSpec>& train_specs() {
   static const std::vector<ParamSpec> specs = with_common({
       {"preset", "tiny", fmt::format("one of {}", train::kTrainPresetNames), one_of(split_names(train::kTrainPresetNames))},
-      {"dataflow", "bf16", fmt::format("one of {}", train::kTrainDataflowNames),
-       one_of(split_names(train::kTrainDataflowNames))},
+      {"dataflow", "bf16", fmt::format("one of {} (or a control: {})", train::kTrainDataflowNames, kControlDataflowNames),
+       one_of([] {
+         auto names = split_names(train::kTrainDataflowNames);
+         for (auto& c : split_names(kControlDataflowNames)) names.push_back(c);
+         return names;
+       }())},
       {"transpose", "paper_kernel", "one of paper_kernel, exact (fp8_flow's scaling-aware transposes)",
        one_of({"paper_kernel", "exact"})},
       {"accum", "h100", fmt::format("one of {} (every FP8 GEMM; h100: what the H100 computes)", kAccumModelNames),

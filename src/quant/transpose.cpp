@@ -411,24 +411,32 @@ QuantizedTensor transpose_exact(const QuantizedTensor& rowwise, const std::vecto
 }
 
 QuantizedTensor transpose_naive(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups) {
-  check_sat_input(rowwise, "transpose");
+  // Any scale rule and scale format (issue 23): DQ -> transpose -> Q under the rowwise tensor's own rule and
+  // params, so that double quantization is measured where it rounds twice (fp32 scales: te_fp32, deepgemm)
+  // as well as where it is nearly lossless (power-of-two scales). Only the SAT methods need power-of-two scales.
+  check_tensor(rowwise, "transpose");
+  if (rowwise.recipe.tile.rows != 1 || rowwise.recipe.tile.cols < 2)
+    throw InputError(fmt::format("transpose: granularity {}: the transposes need a rowwise 1xN input (e.g. 1x128)",
+                                 to_string(rowwise.recipe.tile)));
+  if (rowwise.codes_transposed)
+    throw InputError("transpose: the input is already a column copy (codes stored transposed)");
   const std::vector<float> dq = dequantize(rowwise);  // fp32, as the artifact's double_quant path
-  QuantParams p = rowwise.params;
-  p.overflow = Overflow::satfinite;
-  p.scale_format = ScaleFormat::fp32;
-  const QuantRecipe r{Granularity{rowwise.recipe.tile.cols, 1}, rowwise.recipe.payload, ScaleRule::te_pow2};
-  QuantizedTensor out = with_codes_transposed(golden::quantize(dq, rowwise.rows, rowwise.cols, r, p, groups), true);
+  const QuantRecipe r{Granularity{rowwise.recipe.tile.cols, 1}, rowwise.recipe.payload, rowwise.recipe.scale};
+  QuantizedTensor out =
+      with_codes_transposed(golden::quantize(dq, rowwise.rows, rowwise.cols, r, rowwise.params, groups), true);
   out.origin = "transpose:naive";
   return out;
 }
 
 QuantizedTensor transpose_direct(std::span<const float> x, std::size_t rows, std::size_t cols, int n,
                                  const FormatSpec& payload, const QuantParams& params,
-                                 const std::vector<std::size_t>& groups) {
+                                 const std::vector<std::size_t>& groups, ScaleRule rule) {
   QuantParams p = params;
-  p.overflow = Overflow::satfinite;
-  p.scale_format = ScaleFormat::fp32;
-  const QuantRecipe r{Granularity{n, 1}, &payload, ScaleRule::te_pow2};
+  if (rule == ScaleRule::te_pow2) {  // the study's reference (PAPER.md 3.5): fp32 scale_inv, saturating
+    p.overflow = Overflow::satfinite;
+    p.scale_format = ScaleFormat::fp32;
+  }
+  const QuantRecipe r{Granularity{n, 1}, &payload, rule};
   QuantizedTensor out = with_codes_transposed(golden::quantize(x, rows, cols, r, p, groups), true);
   out.origin = "transpose:direct";
   return out;

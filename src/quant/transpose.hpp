@@ -1,8 +1,10 @@
-// The column copy of a rowwise 1xN power-of-two-scaled tensor (PAPER.md 3.5), four ways:
-//   naive         dequantize -> transpose -> Nx1 te_pow2 requantize (double quantization)
+// The column copy of a rowwise 1xN tensor (PAPER.md 3.5), four ways:
+//   naive         dequantize -> transpose -> Nx1 requantize under the input's own scale rule, scale format and
+//                 params (double quantization; any rule: fp32 scales te_fp32/deepgemm, power-of-two, UE8M0)
 //   paper_kernel  FP8-Flow-MoE's scaling-aware transpose, bit for bit, defects included
 //   exact         the scaling-aware transpose done right: value(q) * 2^-k, correctly rounded
-//   direct        Nx1 te_pow2 quantization of the original high-precision tensor (the reference)
+//   direct        Nx1 quantization of the original high-precision tensor (the reference)
+// paper_kernel and exact need power-of-two scales (a shift of exponents); naive and direct take any rule.
 // Output: a QuantizedTensor of the same logical shape [R, C] with granularity Nx1 whose codes are
 // stored transposed ([C, R], rowwise of the transpose) and whose COMPACT scale grid is
 // [sum over groups of ceil(m_g / N), C] -- the column scale_inv layout of PAPER.md.
@@ -76,10 +78,11 @@ QuantizedTensor transpose_exact(const QuantizedTensor& rowwise, const std::vecto
 // paper_kernel has no rounding step and ignores `rounding` and `seed`.
 void transpose_sat_into(const QuantizedTensor& rowwise, const std::vector<std::size_t>& groups, TransposeMethod m,
                         Rounding rounding, int threads, QuantizedTensor& out, std::uint64_t seed = 0);
-// Nx1 te_pow2 of the high-precision x with the given params (eps, input dtype), codes stored transposed.
+// Nx1 quantization of the high-precision x under `rule` with the given params, codes stored transposed.
+// te_pow2 (the default) always stores fp32 scale_inv and saturates; any other rule takes `params` as given.
 QuantizedTensor transpose_direct(std::span<const float> x, std::size_t rows, std::size_t cols, int n,
                                  const FormatSpec& payload, const QuantParams& params,
-                                 const std::vector<std::size_t>& groups);
+                                 const std::vector<std::size_t>& groups, ScaleRule rule = ScaleRule::te_pow2);
 
 namespace golden {
 // Scalar loops in the kernel's order: per group, per N-row tile, per column block: T, then every byte.

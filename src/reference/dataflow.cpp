@@ -158,6 +158,42 @@ std::vector<std::string> fp8_gemm_configs(const Dataflow& df) {
   return out;
 }
 
+std::vector<CopyOrigin> copy_origins(const Dataflow& df) {
+  std::set<std::string> from_fp8;  // tensors whose values went through an FP8 cast and back (dequantize)
+  std::set<std::string> fp8;       // FP8 tensors
+  std::vector<CopyOrigin> out;
+  for (const Step& s : df.steps) {
+    if (s.phase != Phase::fwd && s.phase != Phase::bwd) continue;
+    const std::string in = s.in.empty() ? "" : operand_name(s.in[0]).name;
+    switch (s.op) {
+      case Op::quantize:
+        out.push_back({s.out[0], in, from_fp8.contains(in) || fp8.contains(in) ? "dq_q" : "direct"});
+        fp8.insert(s.out[0]);
+        break;
+      case Op::transpose:
+        out.push_back({s.out[0], in, s.method == TransposeMethod::naive ? "naive" : "sat"});
+        fp8.insert(s.out[0]);
+        break;
+      case Op::swiglu_fwd:
+      case Op::swiglu_bwd:
+        if (s.recipe) {
+          out.push_back({s.out[0], in, "fused"});
+          fp8.insert(s.out[0]);
+        }
+        break;
+      case Op::dequantize: from_fp8.insert(s.out[0]); break;
+      case Op::all_to_all:
+      case Op::permute_pad:
+      case Op::round:
+        if (from_fp8.contains(in)) from_fp8.insert(s.out[0]);
+        if (fp8.contains(in) && s.prec == Precision::fp8) fp8.insert(s.out[0]);
+        break;
+      default: break;
+    }
+  }
+  return out;
+}
+
 int count_steps(const Dataflow& df, Op op, std::string_view tensor) {
   int n = 0;
   for (const Step& s : df.steps) {

@@ -80,8 +80,16 @@ struct Dataflow {
 // fp64, bf16, fp8_blockwise, fp8_double_quant, fp8_flow (scaling-aware transpose: paper_kernel; the
 // `exact` variant via ExecOptions::transpose or `--transpose exact`).
 std::vector<Dataflow> builtin_dataflows();
-Dataflow builtin_dataflow(std::string_view name);  // throws InputError listing the names
+Dataflow builtin_dataflow(std::string_view name);  // the named and the control dataflows; throws InputError
 inline constexpr std::string_view kDataflowNames = "fp64, bf16, fp8_blockwise, fp8_double_quant, fp8_flow";
+// Negative controls of the risk rules (docs/risk.md "Controls"): recipes known to hurt, which the calibration
+// experiment (experiments/calibration.toml) runs and the rules must fail. Not part of "all".
+//   ctl_e5m2_fwd        fp8_blockwise with E5M2 forward activations and weights
+//   ctl_per_tensor_act  fp8_blockwise with one per-tensor scale for the forward activations xp and act
+// and one reference variant (a positive control, the floor the transpose study's `direct` refers to):
+//   fp8_blockwise_bf16_dispatch  fp8_blockwise with BF16 all-to-alls: every FP8 copy quantized directly from BF16
+std::vector<Dataflow> control_dataflows();
+inline constexpr std::string_view kControlDataflowNames = "ctl_e5m2_fwd, ctl_per_tensor_act, fp8_blockwise_bf16_dispatch";
 
 // ---- Walking the graph -------------------------------------------------------------------------------
 // The kinds of cast, as the paper counts them: an explicit cast is a separate Q or DQ kernel.
@@ -102,6 +110,15 @@ int count_steps(const Dataflow& df, Op op, std::string_view tensor = {});
 // The distinct GEMM configs (to_string(GemmConfig)) of the graph's FP8 x FP8 GEMMs, in step order: what a
 // result records as its GEMM model. Empty for a dataflow without FP8 GEMMs.
 std::vector<std::string> fp8_gemm_configs(const Dataflow& df);
+// How each FP8 tensor of the forward and backward is made (docs/dataflows.md "Which copies are requantized"):
+//   direct  quantized from a high-precision tensor that never went through FP8
+//   dq_q    quantized from values that went through an FP8 cast and a dequantize (double quantization)
+//   sat     scaling-aware transpose of an FP8 tensor;  naive  DQ -> T -> Q transpose step
+//   fused   quantized inside SwiGLU forward/backward (from the operator's fp32 result)
+struct CopyOrigin {
+  std::string tensor, source, origin;
+};
+std::vector<CopyOrigin> copy_origins(const Dataflow& df);
 
 // Structural checks: every input defined before use, gemm operands exist, recipes valid for their op.
 // Throws InputError naming the dataflow, the step index and the problem.

@@ -90,35 +90,85 @@ Dataflow plain(const char* name, const char* description, P prec) {
   return b.df;
 }
 
+// Known-bad variants of fp8_blockwise, the negative controls of the risk rules (docs/risk.md "Controls").
+// bf16_dispatch is not a control but the error floor `direct` refers to: fp8_blockwise with the all-to-alls in
+// BF16, so that every FP8 copy is quantized directly from the high-precision tensor.
+enum class Control { none, e5m2_fwd, per_tensor_act, bf16_dispatch };
+const QuantRecipe kRowE5m2{k1x128, &e5m2, ScaleRule::te_pow2};
+const QuantRecipe kWeightE5m2{k128x128, &e5m2, ScaleRule::te_pow2};
+const QuantRecipe kPerTensor{kTensor, &e4m3, ScaleRule::te_fp32};
+
 // TE blockwise + FP8 DeepEP: BF16 between operators; Q before and DQ after each all-to-all; every GEMM
-// input quantized twice from BF16 (rowwise 1x128 and columnwise 128x1).
-Dataflow fp8_blockwise() {
+// input quantized twice from BF16 (rowwise 1x128 and columnwise 128x1). Which copies round twice: x.q is
+// quantized from bf16 for the dispatch and dequantized after it, so xp.q/xp.col (from x.dq) and likewise
+// dout.q/dout.col (from dy.dq) are DQ->Q copies of an FP8 tensor; act.q/act.col and dh.q/dh.col are
+// quantized directly from the bf16 operator outputs (docs/dataflows.md, "Which copies are requantized").
+Dataflow fp8_blockwise(Control ctl = Control::none) {
   Builder b;
-  b.df.name = "fp8_blockwise";
-  b.df.description = "TE blockwise FP8 (1x128 / 128x1 / 128x128 te_pow2) with FP8 dispatch: BF16 between "
-                     "operators, Q/DQ around every all-to-all, rowwise + columnwise Q from BF16 before every GEMM";
+  b.df.name = ctl == Control::e5m2_fwd         ? "ctl_e5m2_fwd"
+              : ctl == Control::per_tensor_act ? "ctl_per_tensor_act"
+              : ctl == Control::bf16_dispatch  ? "fp8_blockwise_bf16_dispatch"
+                                               : "fp8_blockwise";
+  b.df.description =
+      ctl == Control::e5m2_fwd
+          ? "negative control: fp8_blockwise with E5M2 forward activations (x.q, xp.q, act.q) and weights"
+      : ctl == Control::per_tensor_act
+          ? "negative control: fp8_blockwise whose forward activations xp and act get one per-tensor te_fp32 scale "
+            "(quantized per tensor, dequantized, then cast to the 1x128 GEMM layout)"
+      : ctl == Control::bf16_dispatch
+          ? "reference: fp8_blockwise with BF16 dispatch and combine-backward, so every FP8 copy (xp, act, dout, dh; "
+            "rowwise and columnwise) is quantized directly from BF16: the floor of the transpose study's `direct`"
+          : "TE blockwise FP8 (1x128 / 128x1 / 128x128 te_pow2) with FP8 dispatch: BF16 between "
+            "operators, Q/DQ around every all-to-all, rowwise + columnwise Q from BF16 before every GEMM";
   b.bf16_prologue();
-  b.fp8_weights();
+  if (ctl == Control::e5m2_fwd) {
+    b.phase = weights;
+    b.quantize("w1", "w1.q", kWeightE5m2);
+    b.quantize("w2", "w2.q", kWeightE5m2);
+  } else {
+    b.fp8_weights();
+  }
+  const QuantRecipe& fwd_row = ctl == Control::e5m2_fwd ? kRowE5m2 : kRow;
+  // The forward GEMM operand of activation t (rowwise 1x128).
+  auto fwd_operand = [&](const std::string& t) {
+    if (ctl == Control::per_tensor_act) {
+      b.quantize(t, t + ".pt", kPerTensor);
+      b.add(dequantize, {t + ".pt"}, {t + ".ptdq"}, P::bf16);
+      b.quantize(t + ".ptdq", t + ".q", kRow);
+    } else {
+      b.quantize(t, t + ".q", fwd_row);
+    }
+  };
   b.phase = fwd;
   b.add(router, {"x", "wr"}, {"logits", "probs"}, P::bf16);
-  b.quantize("x", "x.q", kRow);
-  b.add(all_to_all, {"x.q"}, {"x.q"}, P::fp8);
-  b.add(dequantize, {"x.q"}, {"x.dq"}, P::bf16);
-  b.add(permute_pad, {"x.dq"}, {"xp"}, P::bf16);
+  if (ctl == Control::bf16_dispatch) {
+    b.add(all_to_all, {"x"}, {"x"}, P::bf16);
+    b.add(permute_pad, {"x"}, {"xp"}, P::bf16);
+  } else {
+    b.quantize("x", "x.q", fwd_row);
+    b.add(all_to_all, {"x.q"}, {"x.q"}, P::fp8);
+    b.add(dequantize, {"x.q"}, {"x.dq"}, P::bf16);
+    b.add(permute_pad, {"x.dq"}, {"xp"}, P::bf16);
+  }
   b.add(gather_probs, {"probs"}, {"prow"}, P::bf16);
-  b.quantize("xp", "xp.q", kRow);
+  fwd_operand("xp");
   b.quantize("xp", "xp.col", kCol);
   b.gemm("xp.q", "w1.q", "h", P::bf16);
   b.add(swiglu_fwd, {"h", "prow"}, {"act"}, P::bf16);
-  b.quantize("act", "act.q", kRow);
+  fwd_operand("act");
   b.quantize("act", "act.col", kCol);
   b.gemm("act.q", "w2.q", "o", P::bf16);
   b.add(unpermute_combine, {"o"}, {"y"}, P::bf16);
   b.phase = bwd;
-  b.quantize("dy", "dy.q", kRow);
-  b.add(all_to_all, {"dy.q"}, {"dy.q"}, P::fp8);
-  b.add(dequantize, {"dy.q"}, {"dy.dq"}, P::bf16);
-  b.add(permute_pad, {"dy.dq"}, {"dout"}, P::bf16);
+  if (ctl == Control::bf16_dispatch) {
+    b.add(all_to_all, {"dy"}, {"dy"}, P::bf16);
+    b.add(permute_pad, {"dy"}, {"dout"}, P::bf16);
+  } else {
+    b.quantize("dy", "dy.q", kRow);
+    b.add(all_to_all, {"dy.q"}, {"dy.q"}, P::fp8);
+    b.add(dequantize, {"dy.q"}, {"dy.dq"}, P::bf16);
+    b.add(permute_pad, {"dy.dq"}, {"dout"}, P::bf16);
+  }
   b.quantize("dout", "dout.q", kRow);
   b.quantize("dout", "dout.col", kCol);
   b.gemm("dout.q", "w2.q^T", "dact", P::bf16);
@@ -194,10 +244,18 @@ std::vector<Dataflow> builtin_dataflows() {
           fp8_kept(false)};
 }
 
+std::vector<Dataflow> control_dataflows() {
+  return {fp8_blockwise(Control::e5m2_fwd), fp8_blockwise(Control::per_tensor_act),
+          fp8_blockwise(Control::bf16_dispatch)};
+}
+
 Dataflow builtin_dataflow(std::string_view name) {
   for (auto& df : builtin_dataflows())
     if (df.name == name) return df;
-  throw InputError(fmt::format("unknown dataflow '{}': expected one of {} (or a .toml file)", name, kDataflowNames));
+  for (auto& df : control_dataflows())
+    if (df.name == name) return df;
+  throw InputError(fmt::format("unknown dataflow '{}': expected one of {}, a control ({}) or a .toml file", name,
+                               kDataflowNames, kControlDataflowNames));
 }
 
 }  // namespace fp8flow

@@ -39,7 +39,8 @@ def unit_label(u):
     return "fraction" if u == "1" else u
 DATAFLOW_ORDER = ["fp64", "bf16", "fp8_blockwise", "fp8_double_quant", "fp8_flow(paper_kernel)", "fp8_flow(exact)"]
 DF_COLOR = {"fp64": "#000000", "bf16": "#0969da", "fp8_blockwise": "#8250df", "fp8_double_quant": "#cf222e",
-            "fp8_flow(paper_kernel)": "#1a7f37", "fp8_flow(exact)": "#bf8700"}
+            "fp8_flow(paper_kernel)": "#1a7f37", "fp8_flow(exact)": "#bf8700", "ctl_e5m2_fwd": "#953800",
+            "ctl_per_tensor_act": "#57606a"}
 TRANSPOSE_METHODS = ["naive", "paper_kernel", "exact", "direct"]
 MOE_OUTPUTS = ["y", "dx", "dw1", "dw2", "dwr"]
 
@@ -440,9 +441,15 @@ def section_transpose(runs):
         ax.legend(fontsize=9)
     out.append(png(fig))
     out.append("<p>The column (128x1) copy of a 1x128-quantized tensor, four ways: <b>naive</b> DQ→transpose→Q "
-               "(fp8_double_quant), the paper's scaling-aware transpose <b>paper_kernel</b> and <b>exact</b> SAT "
-               "(fp8_flow), and <b>direct</b> quantization of the high-precision input (fp8_blockwise). SQNR vs the "
-               "input; extra noise relative to direct; uf = fraction underflowing to zero.</p>")
+               "(every copy of fp8_double_quant, and the xp/dout copies of fp8_blockwise, which requantize the "
+               "dequantized FP8 dispatch output), the paper's scaling-aware transpose <b>paper_kernel</b> and "
+               "<b>exact</b> SAT (fp8_flow), and <b>direct</b> quantization of the high-precision input (the act/dh "
+               "copies of fp8_blockwise; every copy of fp8_blockwise_bf16_dispatch). SQNR vs the input; extra noise "
+               "relative to direct; uf = fraction underflowing to zero. <b>Finding</b>: with power-of-two scales "
+               "naive is nearly lossless (DQ→Q lands on the same grid) while the SAT's one scale per 128x128 tile "
+               "costs more than the double quantization it avoids wherever a column's values are far below the "
+               "tile's amax; with fp32 scales (te_fp32, deepgemm) naive rounds a second time (about 3 dB, twice the noise, on N(0,1); "
+               "tests/test_quant_transpose.cpp), and SAT, which needs power-of-two scales, cannot be used.</p>")
     out.append("<table><tr><th>input</th>" + "".join(f"<th>{m}</th>" for m in TRANSPOSE_METHODS)
                + "<th>paper≠exact elements</th></tr>" + "".join(rows) + "</table>")
     out.append("<p class='prov'>" + runs_line(r["hash"] for r in ts) + "</p>")

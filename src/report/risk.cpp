@@ -88,8 +88,8 @@ const std::vector<Rule>& rule_catalog() {
        "The E4M3 entry cast (x.q, dy.q) costs ~31.5 dB SQNR in any FP8 dataflow; what the layer loses beyond it "
        "comes from its inner casts, transposes and GEMMs, which is what distinguishes one dataflow from another."},
       {"transpose_extra_noise", "Column-copy noise vs direct quantization", "%", Worse::higher, 1, 5,
-       "transpose_study: metrics (sqnr_db vs input; naive = fp8_double_quant, paper_kernel/exact = fp8_flow, "
-       "direct = fp8_blockwise)",
+       "transpose_study: metrics (sqnr_db vs input; naive = fp8_double_quant and fp8_blockwise's xp/dout copies, "
+       "paper_kernel/exact = fp8_flow, direct = fp8_blockwise_bf16_dispatch)",
        "Double quantization (PAPER.md 1): a column copy made from the rowwise FP8 tensor rounds twice; this is its "
        "noise power above quantizing the high-precision column directly."},
       {"transpose_extra_underflow", "Column-copy underflow vs direct quantization", "1", Worse::higher, 0.01, 0.6,
@@ -114,9 +114,15 @@ std::string dataflow_key(std::string_view dataflow, std::string_view transpose) 
 namespace {
 
 // Canonical row order of the report.
-const std::array<std::string_view, 6> kDataflowOrder{"fp64", "bf16", "fp8_blockwise", "fp8_double_quant",
-                                                      "fp8_flow(paper_kernel)", "fp8_flow(exact)"};
-bool is_fp8(std::string_view df) { return df.starts_with("fp8"); }
+const std::array<std::string_view, 7> kDataflowOrder{"fp64",
+                                                      "bf16",
+                                                      "fp8_blockwise_bf16_dispatch",
+                                                      "fp8_blockwise",
+                                                      "fp8_double_quant",
+                                                      "fp8_flow(paper_kernel)",
+                                                      "fp8_flow(exact)"};
+// FP8 dataflows, the negative controls (ctl_*: FP8 recipes known to hurt) included.
+bool is_fp8(std::string_view df) { return df.starts_with("fp8") || df.starts_with("ctl_"); }
 
 Status grade(const Rule& r, double v) {
   if (std::isnan(v)) return Status::fail;
@@ -494,14 +500,19 @@ void collect_transpose(const io::RunRecord& r, std::map<std::string, ObsMap>& ob
   const auto d = row.find("direct");
   if (d == row.end()) return;
   const std::string dist = param_string(r, "distribution");
-  for (const auto& [m, df] : std::array<std::pair<const char*, const char*>, 4>{
-           {{"naive", "fp8_double_quant"}, {"paper_kernel", "fp8_flow(paper_kernel)"}, {"exact", "fp8_flow(exact)"},
-            {"direct", "fp8_blockwise"}}}) {
+  // Which dataflow makes its column copies which way (docs/dataflows.md "Which copies are requantized"):
+  // fp8_double_quant all by DQ->Q; fp8_blockwise those of xp and dout (from the dequantized FP8 dispatch
+  // output; act and dh are direct); fp8_flow by SAT; only fp8_blockwise_bf16_dispatch quantizes every copy directly.
+  for (const auto& [m, df] : std::array<std::pair<const char*, const char*>, 5>{
+           {{"naive", "fp8_double_quant"}, {"naive", "fp8_blockwise"}, {"paper_kernel", "fp8_flow(paper_kernel)"},
+            {"exact", "fp8_flow(exact)"}, {"direct", "fp8_blockwise_bf16_dispatch"}}}) {
     const auto it = row.find(m);
     if (it == row.end()) continue;
     const std::size_t i = it->second, j = d->second;
     Evidence e = ev(r, "metrics");
-    e.tensor = fmt::format("{} column copy ({})", m, dist);
+    e.tensor = std::string_view(df) == "fp8_blockwise"
+                   ? fmt::format("naive column copy ({}): fp8_blockwise's xp/dout copies are DQ->Q", dist)
+                   : fmt::format("{} column copy ({})", m, dist);
     e.note = fmt::format("SQNR {} dB vs direct {} dB", fmt_value(sq[i]), fmt_value(sq[j]));
     // Noise power relative to direct: 10^((s_direct - s_m)/10) - 1. Exact (inf) copies add none.
     const double extra = std::isinf(sq[i]) && sq[i] > 0 ? 0.0 : 100.0 * (std::pow(10.0, (sq[j] - sq[i]) / 10.0) - 1.0);

@@ -462,6 +462,67 @@ def test_html():
         render(browser, path("blank.html"), path("blank.png"))
         bf, bc = nonblank(path("blank.png"))
         check(bf < 0.02 or bc <= 20, f"blank page measured blank ({bf}, {bc})")
+    # Layout, measured by Chromium itself (issue 23): every image decoded, no text overflowing its box, and the
+    # verdict table saying what the JSON says.
+    j = report_json(store)
+    lay = layout(browser, out)
+    check(lay is not None, "layout probe ran (the page's DOM with the probe's result came back)")
+    if lay is not None:
+        check(lay["images"] >= 4 and not lay["broken_images"], f"images: {lay['images']}, broken {lay['broken_images']}")
+        check(not lay["overflow"], f"text overflowing its box: {lay['overflow'][:5]}")
+        check(lay["page_width"] <= lay["window_width"], f"page wider than the window: {lay['page_width']} > {lay['window_width']}")
+        check(lay["verdicts"] == j["verdicts"], f"verdict table {lay['verdicts']} != JSON {j['verdicts']}")
+    # The probe's negative controls: a broken image, a cell whose text overflows, a wrong verdict are all seen.
+    bad = path("bad.html")
+    with open(bad, "w") as f:
+        f.write("<html><body><img src='data:image/png;base64,AAAA'><table id='verdict-table'><tr data-dataflow='bf16'>"
+                "<td class='verdict'><span class='badge'>fail</span></td></tr></table>"
+                "<div style='width:40px;overflow:hidden;white-space:nowrap'>an unbreakable_very_long_word_here</div>"
+                "</body></html>")
+    lay = layout(browser, bad)
+    check(lay is not None and lay["broken_images"] and lay["overflow"] and lay["verdicts"] == {"bf16": "fail"},
+          f"the layout probe detects a broken image, an overflow and reads the verdict table: {lay}")
+
+
+# Runs in the page (Chromium evaluates it; the report itself has no script): what is measured, as JSON in <pre id=probe>.
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const broken = imgs.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt || i.src.slice(0, 40));
+  const overflow = [];
+  for (const el of document.querySelectorAll('td, th, p, h1, h2, h3, span, small, div, li, code, a')) {
+    if (el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0 && getComputedStyle(el).display !== 'inline')
+      overflow.push(el.tagName + ': ' + el.textContent.trim().slice(0, 60));
+  }
+  const verdicts = {};
+  for (const tr of document.querySelectorAll('#verdict-table tr[data-dataflow]'))
+    verdicts[tr.dataset.dataflow] = tr.querySelector('td.verdict .badge').textContent.trim();
+  const pre = document.createElement('pre');
+  pre.id = 'probe';
+  pre.textContent = JSON.stringify({images: imgs.length, broken_images: broken, overflow: overflow, verdicts: verdicts,
+                                    page_width: document.documentElement.scrollWidth, window_width: window.innerWidth});
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def layout(browser, html_file):
+    """Loads a copy of the page with PROBE appended in headless Chromium and returns the probe's measurements."""
+    import re
+    probe = html_file + ".probe.html"
+    with open(html_file, encoding="utf-8") as f:
+        text = f.read()
+    with open(probe, "w", encoding="utf-8") as f:
+        f.write(text.replace("</body>", PROBE + "</body>") if "</body>" in text else text + PROBE)
+    args = [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={path('chrome-profile')}",
+            "--window-size=1280,2400", "--virtual-time-budget=10000", "--dump-dom", "file://" + os.path.abspath(probe)]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    m = re.search(r'<pre id="probe">(.*?)</pre>', p.stdout, re.S)
+    if not m:
+        print("layout probe: no result;", p.returncode, p.stderr[-500:])
+        return None
+    import html as h
+    return json.loads(h.unescape(m.group(1)))
 
 
 # ---- A real store -----------------------------------------------------------------------------------
