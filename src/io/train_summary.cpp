@@ -116,8 +116,8 @@ std::string format_train_table(const std::vector<TrainVariantSummary>& rows) {
                          "95% Student t interval over seeds; paper's criterion |rel| < {:.2f}%: pass when the interval "
                          "is inside, fail when outside, else inconclusive (with the seeds that would decide)\n",
                          group, s.seeds.size(), s.seeds.size() == 1 ? "" : "s", 100 * report::kPaperRelLossCriterion);
-      out += fmt::format("  {:<24} {:>11} {:>5} {:>10} {:>24} {:>13}\n", "dataflow", "final loss", "vs", "rel error",
-                         "95% CI", "< 0.25%");
+      out += fmt::format("  {:<24} {:>11} {:>5} {:>10} {:>24} {}\n", "dataflow", "final loss", "vs", "rel error",
+                         "95% CI", "decision (|rel| < 0.25%)");
     }
     double mean = 0;
     for (double v : s.final_loss) mean += v;

@@ -37,10 +37,11 @@ LOSS_RULE = "loss_rel_error"
 def unit_label(u):
     """A rule's unit as a reader sees it ("1" is a plain fraction)."""
     return "fraction" if u == "1" else u
-DATAFLOW_ORDER = ["fp64", "bf16", "fp8_blockwise", "fp8_double_quant", "fp8_flow(paper_kernel)", "fp8_flow(exact)"]
+DATAFLOW_ORDER = ["fp64", "bf16", "fp8_blockwise_bf16_dispatch", "fp8_blockwise", "fp8_double_quant",
+                  "fp8_flow(paper_kernel)", "fp8_flow(exact)"]  # risk.cpp's order; controls (ctl_*) after
 DF_COLOR = {"fp64": "#000000", "bf16": "#0969da", "fp8_blockwise": "#8250df", "fp8_double_quant": "#cf222e",
             "fp8_flow(paper_kernel)": "#1a7f37", "fp8_flow(exact)": "#bf8700", "ctl_e5m2_fwd": "#953800",
-            "ctl_per_tensor_act": "#57606a"}
+            "ctl_per_tensor_act": "#57606a", "fp8_blockwise_bf16_dispatch": "#0a3069"}
 TRANSPOSE_METHODS = ["naive", "paper_kernel", "exact", "direct"]
 MOE_OUTPUTS = ["y", "dx", "dw1", "dw2", "dwr"]
 
@@ -325,11 +326,12 @@ def section_heatmaps(runs):
         ax.set_yticks(range(len(rows)), [f"L{l} {tn}" for l, tn in rows], fontsize=9)
         ax.set_xticks(range(len(experts)), [str(e) for e in experts], fontsize=9)
         ax.set_xlabel("expert")
-        ax.set_title(d, fontsize=9)
+        ax.set_title(d, fontsize=11)
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
                 if np.isfinite(m[i, j]) and m.size <= 128:
-                    ax.text(j, i, f"{m[i, j]:.1f}", ha="center", va="center", fontsize=9, color="w")
+                    light = (m[i, j] - vmin) / max(vmax - vmin, 1e-9) > 0.6  # viridis turns yellow: dark text
+                    ax.text(j, i, f"{m[i, j]:.1f}", ha="center", va="center", fontsize=9, color="k" if light else "w")
     cb = fig.colorbar(im, ax=axes[0].tolist())
     cb.set_label("SQNR (dB), median over\nsampled steps and seeds", fontsize=9)
     out.append(png(fig))
@@ -340,7 +342,11 @@ def section_heatmaps(runs):
     return "".join(out)
 
 
-def section_moe(runs):
+ORIGIN_TEXT = {"direct": "direct", "dq_q": "DQ→Q (double quantization)", "sat": "scaling-aware transpose",
+               "naive": "naive DQ→T→Q transpose", "fused": "fused SwiGLU quant"}
+
+
+def section_moe(runs, a):
     moe = [r for r in runs if r["kind"] == "moe_dataflows"]
     out = ["<h2 id='moe'>MoE layer: error vs cast attribution</h2>"]
     if not moe:
@@ -376,7 +382,7 @@ def section_moe(runs):
             ax.invert_yaxis()
             ax.set_title(d, fontsize=10)
             ax.set_xlabel("SQNR vs fp64 (dB)")
-        fig.suptitle("Each tensor in graph order (red: FP8 casts, blue: layer outputs/gradients, grey: other)", fontsize=9)
+        fig.suptitle("Each tensor in graph order (red: FP8 casts, blue: layer outputs/gradients, grey: other)", fontsize=11)
         out.append(png(fig))
         shape = json.loads(gk)
         shape_s = ", ".join(f"{k}={v}" for k, v in shape.items() if v not in (0, None, ""))  # 0: the preset's value
@@ -392,6 +398,18 @@ def section_moe(runs):
             rows.append(f"<tr><td>{esc(d)} {run_link(h)}</td>" + "".join(f"<td>{c}</td>" for c in cells)
                         + f"<td>{fmt(casts.get(d, {}).get('explicit_casts'))}</td></tr>")
         out.append("<table><tr>" + "".join(f"<th>{esc(x)}</th>" for x in head) + "</tr>" + "".join(rows) + "</table>")
+        origins = a.get("copy_origins", {})
+        orows = []
+        for d in dfs:
+            for o in origins.get(d, []):
+                orows.append(f"<tr><td>{esc(d)}</td><td><code>{esc(o['tensor'])}</code></td><td><code>{esc(o['source'])}</code>"
+                             f"</td><td>{esc(ORIGIN_TEXT.get(o['origin'], o['origin']))}</td></tr>")
+        if orows:
+            out.append("<p>How each FP8 tensor is made (from the graph; docs/dataflows.md \"Which copies are requantized\"): "
+                       "<i>direct</i> from a high-precision tensor, <i>DQ→Q</i> from dequantized FP8 values (a double "
+                       "quantization; fp8_blockwise's xp and dout copies are of this kind), SAT, or the fused SwiGLU "
+                       "quant.</p><table class='small'><tr><th>dataflow</th><th>FP8 tensor</th><th>made from</th>"
+                       "<th>how</th></tr>" + "".join(orows) + "</table>")
         out.append("<p class='prov'>" + runs_line(r["hash"] for r in rs) + "</p>")
     return "".join(out)
 
@@ -501,7 +519,7 @@ def main():
             "<a href='#experts'>experts</a><a href='#moe'>MoE casts</a><a href='#transpose'>transpose study</a>"
             "<a href='#evidence'>evidence</a><a href='#provenance'>provenance</a></nav>",
             section_verdicts(a), section_risk_table(a), section_training(runs, a), section_heatmaps(runs),
-            section_moe(runs), section_transpose(runs), section_evidence(a), section_provenance(payload)]
+            section_moe(runs, a), section_transpose(runs), section_evidence(a), section_provenance(payload)]
     page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>fp8flow report</title>"
             f"<style>{CSS}</style></head><body>" + "".join(body) + "</body></html>")
     with open(args.out, "w", encoding="utf-8") as f:

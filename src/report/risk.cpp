@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "io/errors.hpp"
+#include "reference/dataflow.hpp"
 #include "reference/train.hpp"
 #include "report/paired_stats.hpp"
 
@@ -644,6 +645,18 @@ json to_json(const Assessment& a) {
                           {"fail", r.fail},
                           {"source", r.source},
                           {"reason", r.reason}});
+  // How each FP8 copy of each dataflow is made (docs/dataflows.md "Which copies are requantized").
+  j["copy_origins"] = json::object();
+  for (const auto& df : a.dataflows) {
+    const std::string name = df.starts_with("fp8_flow(") ? "fp8_flow" : df;
+    try {
+      json rows = json::array();
+      for (const CopyOrigin& o : copy_origins(builtin_dataflow(name)))
+        rows.push_back({{"tensor", o.tensor}, {"source", o.source}, {"origin", o.origin}});
+      if (!rows.empty()) j["copy_origins"][df] = std::move(rows);
+    } catch (const InputError&) {  // a user dataflow (TOML) the report has no graph of
+    }
+  }
   j["loss_groups"] = json::array();
   for (const LossGroup& g : a.loss_groups)
     j["loss_groups"].push_back({{"group", g.group},
