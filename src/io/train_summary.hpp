@@ -1,7 +1,7 @@
 // The paper's loss criterion over the `train` runs of a results store (docs/training.md): runs grouped by
 // every parameter but dataflow, transpose and seed; within a group each variant (bf16, fp8_blockwise,
-// fp8_double_quant, fp8_flow(paper_kernel), fp8_flow(exact), fp64) is paired with bf16 by seed and its
-// relative loss error computed by train::relative_loss_error (reference/train.hpp).
+// fp8_double_quant, fp8_flow(paper_kernel), fp8_flow(exact)) is paired with bf16 by seed, and bf16 with fp64, and
+// the relative loss error and its decision computed by report::paired_relative_error (report/paired_stats.hpp).
 #pragma once
 
 #include <cstdint>

@@ -12,7 +12,7 @@
 // One number per seed: the final-window mean of each run is one observation and runs of different seeds are
 // independent, so the autocorrelation of a loss curve within a run does not enter the interval. This is the
 // one implementation of the statistic: `fp8flow train`'s table, the quickstart's summary and the report's
-// `loss_vs_bf16` rule all call it.
+// `loss_rel_error` rule all call it.
 #pragma once
 
 #include <cstddef>

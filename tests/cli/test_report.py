@@ -253,7 +253,7 @@ def test_verdicts():
     runs = [train_run("bf16", 1, **g), train_run("fp8_flow", 1, **g, nan_last=True)]
     j = report_json(write_store(path("nan.h5"), runs))
     check(result(j, "loss_nonfinite", "fp8_flow(paper_kernel)")["status"] == "fail", "NaN loss -> loss_nonfinite fail")
-    check(result(j, "loss_rel_error", "fp8_flow(paper_kernel)")["status"] == "fail", "NaN final loss -> loss_vs_bf16 fail")
+    check(result(j, "loss_rel_error", "fp8_flow(paper_kernel)")["status"] == "fail", "NaN final loss -> loss_rel_error fail")
 
 
 def test_missing_data():
