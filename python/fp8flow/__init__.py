@@ -148,12 +148,17 @@ def _parse_recipe(recipe: str) -> Tuple[str, str, str]:
 
 
 def _groups(groups: Optional[Sequence[int]]) -> Optional[list[int]]:
+    """Expert group sizes as given (a kernel's m_splits), without the empty ones (they hold no rows; the
+    FP8-Flow-MoE fork drops them before its kernel too)."""
     if groups is None:
         return None
     g = [int(v) for v in groups]
     if any(v < 0 for v in g):
         raise ValueError(f"groups {g}: sizes must be >= 0")
-    return g
+    kept = [v for v in g if v > 0]
+    if g and not kept:
+        raise ValueError(f"groups {g}: every group is empty")
+    return kept
 
 
 def dequantize(codes: ArrayLike, scale_inv: ArrayLike = None, *, format: Optional[str] = None,
@@ -324,7 +329,14 @@ def compare(got: Any, want: Any, *, granularity: Optional[str] = None, format: O
     js, text = _core.compare_quantized(gc, _as2d(_scales(gs, "got scale_inv")), wc,
                                        _as2d(_scales(ws, "want scale_inv")), fmt, gran, _groups(groups), got_t,
                                        want_t, _flat(inp), _flat(pre), int(max_listed))
-    return Report.from_core(js, text)
+    rep = Report.from_core(js, text)
+    if groups is not None and any(int(v) == 0 for v in groups):  # report the groups as numbered by the caller
+        index = [i for i, v in enumerate(groups) if int(v) > 0]
+        for m in rep.mismatches:
+            m.group = index[m.group]
+        for m in rep.scale_mismatches:
+            m["group"] = index[m["group"]]
+    return rep
 
 
 def _concat(a: Any, axis: int, what: str) -> Any:

@@ -372,10 +372,45 @@ std::pair<QuantRecipe, QuantParams> recipe_of(const RecipeArgs& a) {
   return as_usage([&] { return recipe_of_options(a); });
 }
 
-std::vector<std::size_t> groups_of(const std::string& s, std::size_t rows) {
-  std::vector<std::size_t> g = s.empty() ? std::vector<std::size_t>{} : parse_size_list(s, "--groups");
-  check_row_groups(g, rows);
+// --groups: expert group sizes along rows. Empty groups (a kernel's m_splits may hold zeros; the FP8-Flow-MoE
+// fork drops them before its kernel) are left out of the golden computation; `index` maps a kept group back
+// to its position in the list as given, so that reports name the user's group numbers.
+struct Groups {
+  std::vector<std::size_t> kept, index;
+  std::size_t given = 0;
+};
+Groups groups_of(const std::string& s, std::size_t rows) {
+  Groups g;
+  std::vector<std::size_t> all;
+  for (std::size_t p = 0; !s.empty() && p <= s.size();) {
+    const std::size_t q = std::min(s.find(',', p), s.size());
+    const std::string item = s.substr(p, q - p);
+    std::size_t used = 0;
+    unsigned long long v = 0;
+    try {
+      v = std::stoull(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || item[0] == '-' || item[0] == '+')
+      throw UsageError(fmt::format("--groups '{}': expected sizes >= 0 separated by commas ('{}')", s, item));
+    all.push_back(std::size_t(v));
+    p = q + 1;
+  }
+  g.given = all.size();
+  for (std::size_t i = 0; i < all.size(); ++i)
+    if (all[i] > 0) {
+      g.kept.push_back(all[i]);
+      g.index.push_back(i);
+    }
+  if (!all.empty() && g.kept.empty()) throw UsageError(fmt::format("--groups {}: every group is empty", s));
+  check_row_groups(g.kept, rows);
   return g;
+}
+void name_groups(CompareReport& rep, const Groups& g) {
+  if (g.index.empty()) return;
+  for (auto& m : rep.mismatches) m.group = g.index.at(m.group);
+  for (auto& m : rep.scale_mismatches) m.group = g.index.at(m.group);
 }
 
 // ---- check quantize ----------------------------------------------------------------------------------
@@ -408,7 +443,8 @@ void add_check_quantize(CLI::App* check, const GlobalOptions& g) {
     const ScaleLayoutArg sl = parse_scale_layout_arg(a->scale_layout);
     const InputTensor in = read_input(a->input, a->from);
     params.input = in.dtype;
-    const auto groups = groups_of(a->r.groups, in.rows);
+    const Groups grp = groups_of(a->r.groups, in.rows);
+    const std::vector<std::size_t>& groups = grp.kept;
     const QuantizedTensor want_rw = golden::quantize(in.x, in.rows, in.cols, recipe, params, groups);
     const QuantizedTensor want = cl == CodesLayout::rowwise ? want_rw : with_codes_transposed(want_rw, true);
     QuantizedTensor got = want;
@@ -417,7 +453,8 @@ void add_check_quantize(CLI::App* check, const GlobalOptions& g) {
     set_got_codes(got, gc, cl, "--codes");
     set_got_scales(got, gs, sl, "--scales");
     const auto pre = quantize_precast(in.x, in.rows, in.cols, recipe, params, groups);
-    const CompareReport rep = compare_quantized(got, want, {in.truth, pre, a->c.max_listed});
+    CompareReport rep = compare_quantized(got, want, {in.truth, pre, a->c.max_listed});
+    name_groups(rep, grp);
     nlohmann::json p = {{"op", "quantize"},
                         {"input_file", a->input},
                         {"codes_file", a->codes},
@@ -507,7 +544,8 @@ void add_check_transpose(CLI::App* check, const GlobalOptions& g) {
     in.scale_inv = compact_scales(rs.view<float>(), rs.shape, in.scale_rows, in.scale_cols, in.recipe.tile,
                                   parse_scale_layout_arg(a->input_scale_layout), fmt::format("ROW_SCALES {}", a->in_scales));
     check_sat_input(in, a->in_codes);
-    const auto groups = groups_of(a->groups, in.rows);
+    const Groups grp = groups_of(a->groups, in.rows);
+    const std::vector<std::size_t>& groups = grp.kept;
     const QuantizedTensor want = m == TransposeMethod::naive          ? transpose_naive(in, groups)
                                  : m == TransposeMethod::paper_kernel ? transpose_paper_kernel(in, groups, g.threads)
                                                                       : transpose_exact(in, groups, rounding, g.threads, a->seed);
@@ -516,14 +554,17 @@ void add_check_transpose(CLI::App* check, const GlobalOptions& g) {
     const GotArray gs = read_got(a->scales, "--scales");
     const std::string cls = !a->codes_layout.empty() ? a->codes_layout : gc.files.size() > 1 ? "group_blocks" : "transposed";
     const CodesLayout cl = parse_codes_layout(cls);
-    if (gc.files.size() > 1 && gc.files.size() != std::max<std::size_t>(groups.size(), 1))
+    // One file per group: per kept group, or per group as given (empty groups as empty [cols, 0] tensors).
+    if (gc.files.size() > 1 && gc.files.size() != std::max<std::size_t>(groups.size(), 1) &&
+        gc.files.size() != grp.given)
       throw InputError(fmt::format("--codes: {} files for {} expert groups (one [cols, m_g] tensor per group)",
                                    gc.files.size(), std::max<std::size_t>(groups.size(), 1)));
     set_got_codes(got, gc, cl, "--codes");
     set_got_scales(got, gs, parse_scale_layout_arg(a->scale_layout), "--scales");
     const std::vector<float> dq = dequantize(in);
     const std::vector<double> input(dq.begin(), dq.end());
-    const CompareReport rep = compare_quantized(got, want, {input, {}, a->c.max_listed});
+    CompareReport rep = compare_quantized(got, want, {input, {}, a->c.max_listed});
+    name_groups(rep, grp);
     nlohmann::json p = {{"op", "transpose"},
                         {"row_codes_file", a->in_codes},
                         {"row_scales_file", a->in_scales},
@@ -576,7 +617,7 @@ void add_check_dequantize(CLI::App* check, const GlobalOptions& g) {
     const bool tr = cl == CodesLayout::transposed;
     q.rows = tr ? codes.shape[1] : codes.shape[0];
     q.cols = tr ? codes.shape[0] : codes.shape[1];
-    q.row_groups = groups_of(a->r.groups, q.rows);
+    q.row_groups = groups_of(a->r.groups, q.rows).kept;
     q.codes_transposed = tr;
     q.codes.resize(codes.size());
     std::memcpy(q.codes.data(), codes.data.data(), codes.size());

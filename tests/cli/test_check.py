@@ -177,6 +177,16 @@ def check_transpose_fork_layout():
     gr[:, :codes.shape[0]] = si.T
     run("check", "transpose", rc, save("rs_gr.npy", gr), "--codes", cat_c, "--scales", cat_s, "--method",
         "paper_kernel", "--groups", g, "--input-scale-layout", "gemm_ready")
+    # The groups as the kernel got them (m_splits with the empty group) and one file per group, the empty one a
+    # [cols, 0] tensor as the fork returns it: the same check, and groups numbered as given
+    full = [cols[0], np.zeros((256, 0), np.uint8), cols[1], cols[2]]
+    fsc = [csis[0], np.zeros((0, 256), np.float32), csis[1], csis[2]]
+    blist4 = ",".join(save(f"b4_{i}.npy", c) for i, c in enumerate([full[0], full[1], bad[1], bad[2]]))
+    slist4 = ",".join(save(f"s4_{i}.npy", c) for i, c in enumerate(fsc))
+    p = run("check", "transpose", rc, rs, "--codes", blist4, "--scales", slist4, "--method", "paper_kernel",
+            "--groups", ",".join(map(str, groups)), "--json", rc=1)
+    m = json.loads(p.stdout)["mismatches"][0]
+    assert (m["row"], m["col"], m["group"]) == (273, 200, 3), m  # group 3 of 150,0,106,256
     # A list of the wrong length names the count
     p = run("check", "transpose", rc, rs, "--codes", clist, "--scales", slist, "--method", "paper_kernel", rc=1)
     assert "3 files for 1 expert groups" in p.stderr, p.stderr

@@ -88,6 +88,12 @@ def test_layout_findings():
     bad[1][99, 5] ^= 0x01  # group 1 (input rows 150..255): input row 155, column 99
     m = fp8flow.compare((bad, csis), want).mismatches
     assert len(m) == 1 and (m[0].row, m[0].col, m[0].group) == (155, 99, 1)
+    # m_splits with an empty group, as the kernel was called: groups numbered as given
+    with_empty = [150, 0, 106, 256]
+    want0 = fp8flow.transpose(codes, si, "paper_kernel", groups=with_empty)
+    assert want0.meta["row_groups"] == groups
+    m = fp8flow.compare((bad, csis), want0, groups=with_empty).mismatches
+    assert len(m) == 1 and (m[0].row, m[0].col, m[0].group) == (155, 99, 2)
     # rowwise data declared as the column copy
     rep = fp8flow.compare((np.ascontiguousarray(want.codes.T).reshape(256, rows), want.scale_inv), want)
     assert rep.layout and "other way round" in rep.layout[0]
