@@ -404,7 +404,7 @@ TEST_CASE("validate --gpu -o refuses a file that is not an fp8flow store for eve
 }
 
 // The option checks run before the GPU is looked for, so they are tested on machines without one.
-TEST_CASE("validate --gpu rejects bad quantize options and inputs with exit 1 and a message", "[gpu_validation][cli]") {
+TEST_CASE("validate --gpu rejects bad options (exit 2) and bad inputs (exit 1) with a message", "[gpu_validation][cli]") {
   REQUIRE(fs::exists(fs::path(FP8FLOW_BINARY_DIR) / "fp8flow"));
   const fs::path d = fs::temp_directory_path() / ("fp8flow-gpuval-cli-" + std::to_string(::getpid()));
   fs::create_directories(d);
@@ -412,21 +412,22 @@ TEST_CASE("validate --gpu rejects bad quantize options and inputs with exit 1 an
     WARN("fp8flow was built without CUDA: validate --gpu has no options to check here");
     return;
   }
-  const auto expect = [](const CliRun& r, const std::string& text) {
+  // Invalid choices and conflicting options are usage errors (exit 2, docs/cli.md); bad files exit 1.
+  const auto expect = [](const CliRun& r, const std::string& text, int status = 1) {
     INFO(r.output);
-    CHECK(r.status == 1);
+    CHECK(r.status == status);
     CHECK(r.output.find(text) != std::string::npos);
   };
-  expect(fp8flow_cli("validate --gpu --op quantize --rule mx_floor"), "--rule 'mx_floor'");
-  expect(fp8flow_cli("validate --gpu --op quantize --granularity 1x32"), "--granularity '1x32'");
+  expect(fp8flow_cli("validate --gpu --op quantize --rule mx_floor"), "--rule 'mx_floor'", 2);
+  expect(fp8flow_cli("validate --gpu --op quantize --granularity 1x32"), "--granularity '1x32'", 2);
   expect(fp8flow_cli("validate --gpu --input " + (d / "missing.npy").string()), "missing.npy");
   const std::vector<std::uint8_t> u8(12, 1);
   write_npy(d / "u8.npy", make_npy<std::uint8_t>({3, 4}, std::span<const std::uint8_t>(u8)));
-  expect(fp8flow_cli("validate --gpu --input " + (d / "u8.npy").string()), "expected a non-empty 2-D float32 array");
+  expect(fp8flow_cli("validate --gpu --input " + (d / "u8.npy").string()), "dtype uint8 holds raw codes");
   const std::vector<float> f3(8, 1.0f);
   write_npy(d / "f3.npy", make_npy<float>({2, 2, 2}, std::span<const float>(f3)));
   expect(fp8flow_cli("validate --gpu --input " + (d / "f3.npy").string()), "(2, 2, 2)");
   write_npy(d / "f2.npy", make_npy<float>({2, 4}, std::span<const float>(f3)));
-  expect(fp8flow_cli("validate --gpu --shape 4,4 --input " + (d / "f2.npy").string()), "drop --shape");
+  expect(fp8flow_cli("validate --gpu --shape 4,4 --input " + (d / "f2.npy").string()), "drop --shape", 2);
   fs::remove_all(d);
 }
