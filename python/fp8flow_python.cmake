@@ -26,17 +26,14 @@ nanobind_add_module(fp8flow_python NB_STATIC ${CMAKE_SOURCE_DIR}/python/src/fp8f
 set_target_properties(fp8flow_python PROPERTIES OUTPUT_NAME _core
                       LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/python/fp8flow)
 target_link_libraries(fp8flow_python PRIVATE fp8flow_lib)
-# The module links the static libraries into a shared object. pip builds compile everything position-
-# independent (pyproject.toml sets CMAKE_POSITION_INDEPENDENT_CODE). The project's own build keeps its objects
-# as they are (PIE, GCC's default, shared with the CLI and the compiler cache): libstdc++ is linked in
-# statically and a version script makes every symbol but the module's entry point local, so that none is
-# preemptible and the linker resolves the PIE code's PC-relative references inside the module (it stops with
-# "recompile with -fPIC" if one cannot be; then configure with -DCMAKE_POSITION_INDEPENDENT_CODE=ON).
-if(NOT SKBUILD AND NOT CMAKE_POSITION_INDEPENDENT_CODE)
-  # PIE objects: libstdc++ linked in too (its typeinfo is referenced PC-relative), all of it made local.
-  target_link_options(fp8flow_python PRIVATE -Wl,--version-script=${CMAKE_SOURCE_DIR}/python/src/module.map
-                      -static-libstdc++ -static-libgcc)
-endif()
+# The module links the static libraries into a shared object: they are compiled position-independent in a
+# build that makes the module (a clean build with nanobind in .venv failed to link the PIE objects of
+# libfp8flow.a: "relocation R_X86_64_PC32 ... recompile with -fPIC").
+foreach(t fp8flow_lib)
+  if(TARGET ${t})
+    set_target_properties(${t} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  endif()
+endforeach()
 # The package's Python files beside the module, refreshed on every build (cheap), so that
 # PYTHONPATH=build/python imports what was just built.
 add_custom_target(fp8flow_python_files ALL
