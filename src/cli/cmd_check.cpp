@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cmd_check.hpp"
+#include "cli/gemm_operand_files.hpp"
 #include "cli/usage.hpp"
 #include "formats/batch.hpp"
 #include "formats/convert.hpp"
@@ -741,36 +742,6 @@ struct GemmCheck {
   AccumParams params;
 };
 
-struct Operand {
-  io::NpyArray codes, scales;
-  GemmOperand op;
-};
-
-Operand load_operand(const std::string& file, const std::string& scale_file, const std::string& gran,
-                     const FormatSpec& f, const char* name) {
-  Operand l;
-  l.codes = io::read_npy(file);
-  if (l.codes.dtype != io::DType::u8 || l.codes.shape.size() != 2)
-    throw InputError(fmt::format("{}: operand {} must be a 2-D uint8 array of {} codes, got {} {}", file, name, f.name,
-                                 io::to_string(l.codes.dtype), l.codes.shape_string()));
-  l.op.codes = l.codes.view<std::uint8_t>();
-  l.op.rows = l.codes.shape[0];
-  l.op.k = l.codes.shape[1];
-  l.op.format = &f;
-  l.op.gran = parse_granularity(gran);
-  if (scale_file.empty()) {
-    if (l.op.gran != kTensor)
-      throw InputError(fmt::format("--granularity-{} {} needs --scale-{} S.npy", name, gran, name));
-    l.scales = io::make_npy<float>({1}, std::vector<float>{1.0f});
-  } else {
-    l.scales = io::read_npy(scale_file);
-    if (l.scales.dtype != io::DType::f32)
-      throw InputError(fmt::format("{}: scales must be float32 scale_inv values, got {}", scale_file,
-                                   io::to_string(l.scales.dtype)));
-  }
-  l.op.scale_inv = l.scales.view<float>();
-  return l;
-}
 
 void add_check_gemm(CLI::App* check, const GlobalOptions& g) {
   auto a = std::make_shared<GemmCheck>();
@@ -802,8 +773,8 @@ void add_check_gemm(CLI::App* check, const GlobalOptions& g) {
       throw InputError(fmt::format("--format: {}", e.what()));
     }
     const AccumModel m = parse_accum_model(a->accum);
-    const auto A = load_operand(a->a, a->scale_a, a->gran_a, *fa, "a");
-    const auto B = load_operand(a->b, a->scale_b, a->gran_b, *fb, "b");
+    const auto A = load_gemm_operand(a->a, a->scale_a, a->gran_a, *fa, "a");
+    const auto B = load_gemm_operand(a->b, a->scale_b, a->gran_b, *fb, "b");
     const auto want = gemm(A.op, B.op, m, a->params, g.threads);
     const GotArray out = read_got(a->out, "--values");
     if (out.files.size() == 1 && out.shape != std::vector<std::size_t>{A.op.rows, B.op.rows})

@@ -4,6 +4,7 @@
 #include <bit>
 
 #include "cli/commands.hpp"
+#include "cli/gemm_operand_files.hpp"
 #include "cli/limits.hpp"
 #include "cli/usage.hpp"
 #include "formats/convert.hpp"
@@ -32,36 +33,6 @@ std::string table_scaling(Granularity a, Granularity b) {
   return "";
 }
 
-struct LoadedOperand {
-  io::NpyArray codes, scales;
-  GemmOperand op;
-};
-
-LoadedOperand load_operand(const std::string& file, const std::string& scale_file, const std::string& gran,
-                           const FormatSpec& fmt, const char* name) {
-  LoadedOperand l;
-  l.codes = io::read_npy(file);
-  if (l.codes.dtype != io::DType::u8 || l.codes.shape.size() != 2)
-    throw InputError(fmt::format("{}: operand {} must be a 2-D uint8 (or ml_dtypes float8) array of {} codes, got {} {}",
-                                 file, name, fmt.name, io::to_string(l.codes.dtype), l.codes.shape_string()));
-  l.op.codes = l.codes.view<std::uint8_t>();
-  l.op.rows = l.codes.shape[0];
-  l.op.k = l.codes.shape[1];
-  l.op.format = &fmt;
-  l.op.gran = parse_granularity(gran);
-  if (scale_file.empty()) {
-    if (l.op.gran != kTensor)
-      throw UsageError(fmt::format("--granularity-{} {} needs --scale-{} S.npy", name, gran, name));
-    l.scales = io::make_npy<float>({1}, std::vector<float>{1.0f});
-  } else {
-    l.scales = io::read_npy(scale_file);
-    if (l.scales.dtype != io::DType::f32)
-      throw InputError(fmt::format("{}: scales must be float32 scale_inv values, got {}", scale_file,
-                                   io::to_string(l.scales.dtype)));
-  }
-  l.op.scale_inv = l.scales.view<float>();
-  return l;
-}
 
 }  // namespace
 
@@ -111,8 +82,8 @@ void add_gemm_command(CLI::App& app, const GlobalOptions& g) {
       const std::uint64_t out = M && N && M > (std::uint64_t(1) << 40) / N ? std::uint64_t(1) << 40 : M * N;
       check_memory(g, fmt::format("gemm {} x {}", args->a, args->b), 2 * (ea + eb) + 12 * out + (std::uint64_t(64) << 20));
     }
-    const auto a = load_operand(args->a, args->scale_a, args->gran_a, fa, "a");
-    const auto b = load_operand(args->b, args->scale_b, args->gran_b, fb, "b");
+    const auto a = load_gemm_operand(args->a, args->scale_a, args->gran_a, fa, "a");
+    const auto b = load_gemm_operand(args->b, args->scale_b, args->gran_b, fb, "b");
     if (args->out_dtype != "f32" && args->out_dtype != "bf16")
       throw InputError(fmt::format("--out-dtype {}: expected f32 or bf16", args->out_dtype));
     const bool bf16 = args->out_dtype == "bf16";

@@ -229,6 +229,13 @@ def check_convert_dequantize_gemm():
             rc=1)
     # [5, 8] for an [8, 5] product: shape named
     assert "shape" in p.stderr and "[8, 5]" in p.stderr, p.stderr
+    # a tiled granularity without its scale file is a usage error, as in `fp8flow gemm` (one operand loader)
+    gu = save("gu.npy", out)
+    before = sorted(os.listdir(TMP))
+    p = run("check", "gemm", af, bf, "--values", gu, "--granularity-a", "1x128", "-o", os.path.join(TMP, "gu.h5"),
+            rc=2)
+    assert "--granularity-a 1x128 needs --scale-a" in p.stderr, p.stderr
+    assert sorted(os.listdir(TMP)) == before, "nothing written"
 
 
 def check_errors_exit_codes():
